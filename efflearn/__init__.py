@@ -1,0 +1,9 @@
+"""EfficientNet training on fastai's Learner, fast and right: per-stage discriminative LRs, frozen BatchNorm, CUDA fast paths
+
+Modules:
+
+- `efflearn.data`: scikit-learn's handwritten digits written out as an image folder, so examples and tests train on real images with no download.
+- `efflearn.learner`: A fastai `Learner` for any EfficientNet: pretrained body, new head, per-stage parameter groups, frozen BatchNorm while fine-tuning, ImageNet normalisation, and CUDA fast paths on by default.
+- `efflearn.weights`: torchvision's ImageNet weights through its cache, or a local state dict file, loaded safely into an EfficientNet body with errors that say exactly what does not fit."""
+
+__version__ = "0.0.1"
