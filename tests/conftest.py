@@ -1,0 +1,42 @@
+import shutil
+import pytest
+import torch
+from fastai.vision.all import ImageDataLoaders, Resize, get_image_files, set_seed
+from efflearn.data import digits_folder
+from efflearn.model import create_efficientnet_model
+
+torch.set_num_threads(max(1, torch.get_num_threads()))
+
+@pytest.fixture(scope='session')
+def digits(tmp_path_factory):
+    "All of scikit-learn's digits as an image folder (1,437 train / 360 valid)"
+    return digits_folder(tmp_path_factory.mktemp('data')/'digits')
+
+@pytest.fixture(scope='session')
+def small_digits(digits, tmp_path_factory):
+    "Every 8th digit image (180 train / 45 valid), same folder layout: seconds per epoch on a CPU"
+    dest = tmp_path_factory.mktemp('data')/'small_digits'
+    for f in get_image_files(digits)[::8]:
+        out = dest/f.relative_to(digits)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, out)
+    return dest
+
+def make_dls(path, size=32, bs=32):
+    set_seed(0)
+    return ImageDataLoaders.from_folder(path, valid='valid', item_tfms=Resize(size), bs=bs, num_workers=0)
+
+@pytest.fixture
+def small_dls(small_digits): return make_dls(small_digits)
+
+@pytest.fixture(scope='session')
+def pretrained_body(small_digits, tmp_path_factory):
+    "A B0 state dict whose BatchNorm layers hold real running statistics of the digits (3 channels)"
+    model = create_efficientnet_model('b0', n_out=10)
+    dls = make_dls(small_digits)
+    model.train()
+    with torch.no_grad():
+        for xb,_ in dls.train: model(xb)
+    path = tmp_path_factory.mktemp('weights')/'b0_digits.pth'
+    torch.save(model.state_dict(), path)
+    return path
