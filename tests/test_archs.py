@@ -12,7 +12,7 @@ N_STAGES = {'v2_s': 6}  # every other architecture has 7 MBConv stages
 @pytest.mark.parametrize('name', list(ARCHS))
 def test_build_forward_backward(name):
     arch = ARCHS[name]
-    model = create_efficientnet_model(name, n_out=3)
+    model = create_efficientnet_model(name, n_out=3, head='efficientnet')  # the paper's head, with the table's dropout
     out = model(torch.randn(2, 3, 64, 64))
     assert out.shape == (2, 3) and torch.isfinite(out).all()
     out.sum().backward()
