@@ -9,7 +9,7 @@ torch.set_num_threads(max(1, torch.get_num_threads()))
 
 @pytest.fixture(scope='session')
 def digits(tmp_path_factory):
-    "All of scikit-learn's digits as an image folder (1,437 train / 360 valid)"
+    "All of scikit-learn's digits as an image folder (1,438 train / 359 valid)"
     return digits_folder(tmp_path_factory.mktemp('data')/'digits')
 
 @pytest.fixture(scope='session')
