@@ -16,6 +16,12 @@ from .model import *
 from .split import *
 from .batchnorm import *
 from .learner import *
+from .progress import *
+from .resize import *
+from .schedule import *
+from .fine_tune import *
+from .guards import *
+from .ema import *
 
 # nbdev writes `__all__ = []` for a module that defines nothing; re-export everything imported above instead
 __all__ = [name for name in dir() if not name.startswith('_')]
