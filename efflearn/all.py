@@ -7,11 +7,13 @@ Docs: https://efflearn.github.io/efflearn/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #eda0a6ca
+# %% ../nbs/99_all.ipynb #d9dec466
 from fastai.vision.all import *
 from .archs import *
+from .builders import *
 from .data import *
 from .weights import *
+from .convert import *
 from .model import *
 from .split import *
 from .batchnorm import *

@@ -32,9 +32,15 @@ def test_fastai_behaviour_moves_frozen_statistics(small_dls, pretrained_body):
     _,before,after,_ = train(small_dls, pretrained_body, 'never', unfreeze=False)
     assert all(moved(before, after))
 
-def test_unfrozen_phase_trains_statistics_by_default(small_dls, pretrained_body):
+def test_frozen_groups_trains_statistics_once_unfrozen(small_dls, pretrained_body):
     _,before,after,_ = train(small_dls, pretrained_body, 'frozen_groups', unfreeze=True)
     assert all(moved(before, after))
+
+def test_default_keeps_pretrained_statistics_and_trains_from_scratch_ones(small_dls, pretrained_body):
+    # freeze_bn=None: 'always' with pretrained weights (measured best in nbs/13_transfer), 'frozen_groups' without
+    learn,before,after,_ = train(small_dls, pretrained_body, None, unfreeze=True)
+    assert learn.freeze_bn.when == 'always' and not any(moved(before, after))
+    assert efficientnet_learner(small_dls, 'b0', pretrained=False).freeze_bn.when == 'frozen_groups'
 
 def test_always_keeps_statistics_through_fine_tune(small_dls, pretrained_body):
     learn,before,after,conv = train(small_dls, pretrained_body, 'always', unfreeze=True)
