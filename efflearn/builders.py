@@ -20,14 +20,18 @@ __all__ = ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'ef
            'efficientnet_b8']
 
 # %% ../nbs/00a_builders.ipynb #eae53184
-def tf_same_pad(size:int, kernel:int, stride:int, dilation:int=1)->tuple[int,int]:
+def tf_same_pad(size:int,       # input size (pixels) along the dimension
+                kernel:int,     # kernel size along it
+                stride:int,     # stride along it
+                dilation:int=1, # dilation along it
+               )->tuple[int,int]:
     "Padding (before, after) TensorFlow's 'SAME' adds to one dimension of `size` pixels"
     total = max((math.ceil(size/stride)-1)*stride + (kernel-1)*dilation + 1 - size, 0)
     return total//2,total-total//2
 
 class Conv2dSame(nn.Conv2d):
     "`nn.Conv2d` with TensorFlow's 'SAME' padding, computed for each input's height and width"
-    def forward(self, x):
+    def forward(self, x): # a batch of images, (n, c, h, w)
         (t,b),(l,r) = (tf_same_pad(s, k, st, d) for s,k,st,d in zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation))
         return super().forward(F.pad(x, (l,r,t,b)))
 
@@ -45,12 +49,15 @@ def _same_conv(c:nn.Conv2d)->Conv2dSame:
     if c.bias is not None: res.bias = c.bias
     return res
 
-def use_tf_padding(model:nn.Module)->nn.Module:
+def use_tf_padding(model:nn.Module, # a torchvision EfficientNet (or any model), changed in place
+                  )->nn.Module:
     "Give every strided convolution of `model` TensorFlow's 'SAME' padding (in place; the parameters are kept)"
     _replace_modules(model, lambda m: type(m) is nn.Conv2d and max(m.stride) > 1, _same_conv)
     return model
 
-def set_bn_eps(model:nn.Module, eps:float)->nn.Module:
+def set_bn_eps(model:nn.Module, # changed in place
+               eps:float,       # the new epsilon
+              )->nn.Module:
     "Set the epsilon of every BatchNorm layer of `model` (TensorFlow's EfficientNets use 1e-3)"
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eps = eps
@@ -93,7 +100,9 @@ def _random_only(weights, name:str):
 
 def efficientnet_lite(n:int, # 0 to 4
                       weights=None, # must be None: Lite weights load through efflearn (see the weights notebook)
-                      stochastic_depth_prob:float=0.2, num_classes:int=1000)->EfficientNet:
+                      stochastic_depth_prob:float=0.2, # stochastic depth of the last block (linear in depth)
+                      num_classes:int=1000, # outputs of the classifier
+                     )->EfficientNet:
     "EfficientNet-Lite`n` as a torchvision `EfficientNet`, randomly initialised"
     _random_only(weights, f'efficientnet_lite{n}')
     if n not in _LITE: raise ValueError(f"efficientnet_lite(n={n!r}): EfficientNet-Lite comes in sizes {', '.join(map(str, _LITE))}")
@@ -103,7 +112,10 @@ def efficientnet_lite(n:int, # 0 to 4
 efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,efficientnet_lite3,efficientnet_lite4 = (
     partial(efficientnet_lite, i) for i in range(5))
 
-def efficientnet_b8(weights=None, stochastic_depth_prob:float=0.2, num_classes:int=1000)->EfficientNet:
+def efficientnet_b8(weights=None, # must be None: torchvision has no B8 weights (convert `efficientnet_pytorch`'s, see the convert notebook)
+                    stochastic_depth_prob:float=0.2, # stochastic depth of the last block (linear in depth)
+                    num_classes:int=1000, # outputs of the classifier
+                   )->EfficientNet:
     "EfficientNet-B8 (width 2.2, depth 3.6) as a torchvision `EfficientNet`, randomly initialised"
     _random_only(weights, 'efficientnet_b8')
     return _tf_efficientnet(efficientnet_stages(2.2, 3.6), 0.5, stochastic_depth_prob, num_classes=num_classes)

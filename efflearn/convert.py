@@ -19,11 +19,13 @@ __all__ = ['is_efficientnet_pytorch', 'tf_ported', 'convert_efficientnet_pytorch
 # %% ../nbs/02a_convert.ipynb #65529098
 _STEM = '_conv_stem.weight'
 
-def is_efficientnet_pytorch(sd:dict)->bool:
+def is_efficientnet_pytorch(sd:dict, # a state dict
+                           )->bool:
     "Whether `sd` is in the layout of the `efficientnet_pytorch` / `efficientnet_lite_pytorch` packages"
     return _STEM in sd
 
-def tf_ported(model:nn.Module)->nn.Module:
+def tf_ported(model:nn.Module, # a torchvision EfficientNet, changed in place
+             )->nn.Module:
     "Make a torchvision EfficientNet compute what TensorFlow did: 'SAME' padding, BatchNorm epsilon 1e-3 (in place)"
     return set_bn_eps(use_tf_padding(model), 1e-3)
 

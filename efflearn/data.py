@@ -16,7 +16,8 @@ from PIL import Image
 __all__ = ['FASHION_MNIST_DIR', 'FASHION_MNIST_CLASSES', 'efflearn_cache', 'digits_folder', 'fashion_mnist_folder']
 
 # %% ../nbs/01_data.ipynb #f2ecf206
-def efflearn_cache(*parts)->Path:
+def efflearn_cache(*parts, # path components of a file or folder inside the cache
+                  )->Path:
     "efflearn's cache folder (`$EFFLEARN_HOME`, else `$XDG_CACHE_HOME/efflearn`, else `~/.cache/efflearn`)"
     root = os.environ.get('EFFLEARN_HOME') or Path(os.environ.get('XDG_CACHE_HOME', Path.home()/'.cache'))/'efflearn'
     return Path(root, *parts)

@@ -11,6 +11,7 @@ from fastcore.foundation import L
 from fastcore.meta import delegates
 from fastai.learner import Learner
 from fastai.callback.core import Callback
+import fastai.callback.schedule  # `Learner.fit_one_cycle`, which `fine_tune` calls: importable on its own
 from .progress import *
 
 # %% auto #0
@@ -28,7 +29,9 @@ class GradualUnfreeze(Callback):
         store_attr()
 
     def before_fit(self): self.active = not hasattr(self.learn, 'lr_finder')
-    def n_trainable(self, epoch:int) -> int:
+    def n_trainable(self,
+                    epoch:int, # epoch of the fit, from 0
+                   ) -> int:
         "Number of trainable groups (from the head) in `epoch` of the fit"
         return min(self.start + epoch//self.every*self.step, len(self.opt.param_lists))
 
@@ -38,8 +41,13 @@ class GradualUnfreeze(Callback):
 # %% ../nbs/10_fine_tune.ipynb #50eca5c3
 @patch
 @delegates(Learner.fit_one_cycle)
-def fine_tune(self:Learner, epochs:int, base_lr:float=2e-3, freeze_epochs:int=1, lr_mult:float|None=None,
-              pct_start:float=0.3, div:float=5.0,
+def fine_tune(self:Learner,
+              epochs:int,                # epochs of the unfrozen phase
+              base_lr:float=2e-3,        # peak LR of the frozen phase; the unfrozen phase's head LR is half of it
+              freeze_epochs:int=1,       # epochs with only the head trained
+              lr_mult:float|None=None,   # head LR / first group's LR in the unfrozen phase; default 100 (3 per group with `unfreeze_every`)
+              pct_start:float=0.3,       # fraction of the unfrozen phase spent warming up
+              div:float=5.0,             # the unfrozen phase's LR starts at its peak / `div`
               unfreeze_every:int|None=None, # unfreeze one more group every this many epochs, instead of all at once
               **kwargs):
     "fastai's `fine_tune` as one plan (`plan_phase`), with gradual unfreezing by whole stages if `unfreeze_every` is given"

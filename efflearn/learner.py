@@ -33,7 +33,10 @@ def _channel_stats(stats, n_in:int):
     if n_in == len(mean): return mean,std
     return [sum(mean)/len(mean)]*n_in,[sum(std)/len(std)]*n_in
 
-def add_normalize(dls, stats, n_in:int=3):
+def add_normalize(dls,         # fastai `DataLoaders`, changed in place
+                  stats,       # (mean, std) per channel, as in `imagenet_stats`
+                  n_in:int=3,  # input channels: the stats are averaged to 1 channel for grayscale
+                 ):
     "Add `Normalize` with `stats` (adapted to `n_in` channels) to `dls` unless it already normalises"
     if dls.after_batch.fs.filter(risinstance(Normalize)): return
     dls.add_tfms([Normalize.from_stats(*_channel_stats(stats, n_in))], 'after_batch')
@@ -90,9 +93,18 @@ def efficientnet_learner(dls,                       # fastai `DataLoaders`
                          channels_last:bool|None=None, # None: on for CUDA, off on CPU
                          guards:str|bool='warn',    # LR-too-high guard: 'warn' or 'stop'; both stop at a NaN loss; False: none
                          # Learner arguments, with fastai's defaults
-                         loss_func=None, opt_func=Adam, lr=defaults.lr, splitter=efficientnet_split, cbs=None,
-                         metrics=None, path=None, model_dir='models', wd=None, wd_bn_bias=False, train_bn=True,
-                         moms=(0.95,0.85,0.95),
+                         loss_func=None,            # loss function; default: the one `dls` suggests
+                         opt_func=Adam,             # optimizer function
+                         lr=defaults.lr,            # default learning rate
+                         splitter=efficientnet_split, # splits the model into parameter groups: one per MBConv stage
+                         cbs=None,                  # `Callback`s to add to the `Learner`
+                         metrics=None,              # `Metric`s computed on the validation set
+                         path=None,                 # folder to save, load and export models in; default: `dls.path`
+                         model_dir='models',        # subfolder of `path` for saved models
+                         wd=None,                   # default weight decay
+                         wd_bn_bias=False,          # apply weight decay to normalisation and bias parameters
+                         train_bn=True,             # train normalisation layers of frozen groups (`freeze_bn` decides their statistics)
+                         moms=(0.95,0.85,0.95),     # default momentums of the schedulers
                          **kwargs)->Learner:
     "A fastai `Learner` for an EfficientNet on `dls`, frozen to its head when pretrained"
     arch = get_arch(arch)

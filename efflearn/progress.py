@@ -33,7 +33,9 @@ def plan_epochs(self:Learner) -> float:
     return self.n_epoch if plan is None else plan[1]
 
 @patch
-def plan_progress(self:Learner, pct_train:float|None=None) -> float:
+def plan_progress(self:Learner,
+                  pct_train:float|None=None, # fraction of the current fit done; default: `self.pct_train`, now
+                 ) -> float:
     "Fraction of the whole plan done at `pct_train` of the current fit (default: now)"
     pct = self.pct_train if pct_train is None else pct_train
     plan = getattr(self, '_plan', None)

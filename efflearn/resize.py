@@ -54,7 +54,9 @@ def _size_tfms(dl):
     pipes = (getattr(dl, 'after_item', None), getattr(dl, 'after_batch', None))  # a plain `DataLoader` has functions here
     return [t for p in pipes for t in getattr(p, 'fs', ()) if getattr(t, 'size', None) is not None]
 
-def stage_shape(native, short):
+def stage_shape(native, # (h,w) of the loader's images
+                short,  # short side of the stage, in pixels
+               ):
     "Shape (h,w) of `native` (h,w) scaled so that its short side is `short`"
     f = short/min(native)
     return tuple(round(o*f) for o in native)
@@ -91,7 +93,9 @@ class ProgressiveResize(Callback):
         if len(cycles) < len(self.sizes): raise ValueError(f"ProgressiveResize(epochs='cycles'): {len(self.sizes)} sizes need at least {len(self.sizes)} SGDR cycles; the fit has {len(cycles)}")
         return cycles[:len(self.sizes)-1]
 
-    def size_at(self, pct_train:float|None=None) -> int:
+    def size_at(self,
+                pct_train:float|None=None, # fraction of the current fit done; default: now
+               ) -> int:
         "The stage's size at `pct_train` of the current fit (default: now)"
         # a hair of slack: `pct_train` is a running float sum, and a stage starting exactly at an epoch must start there
         return self.sizes[bisect_right(self._stage_starts, self.learn.plan_progress(pct_train) + 1e-9)]

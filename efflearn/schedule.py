@@ -34,11 +34,18 @@ def sgdr_cycle_lens(n_cycles:int,      # number of cycles
 # %% ../nbs/09_schedule.ipynb #962abfd6
 class WarmRestarts:
     "Cosine from `peak*decay**i` to `end` over each cycle `i` of `cycle_lens` epochs, after a linear warmup from `start`"
-    def __init__(self, cycle_lens, start, peak, end, warmup:float=0., decay:float=1.):
+    def __init__(self,
+                 cycle_lens,       # epochs in each cycle
+                 start,            # value at the start of the warmup
+                 peak,             # value at the top of the first cycle (a number, or an array: one per parameter group)
+                 end,              # value at the end of every cycle
+                 warmup:float=0.,  # epochs of linear warmup from `start` to `peak`, inside the first cycle
+                 decay:float=1.,   # each cycle's peak is `decay` times the previous cycle's
+                ):
         store_attr()
         self.cycle_starts = list(accumulate(cycle_lens, initial=0))  # python numbers: fastai's `set_hyper` wants floats or arrays
 
-    def __call__(self, pos:float):
+    def __call__(self, pos:float): # fraction of the whole run done, 0 to 1
         "Value at fraction `pos` of the whole run"
         t = pos*self.cycle_starts[-1]  # epochs done
         # the slack keeps a restart on its batch: `pos` is a running float sum, and may fall a hair short of a cycle's start
@@ -52,7 +59,11 @@ class WarmRestarts:
 # %% ../nbs/09_schedule.ipynb #ee131b6e
 class SGDRScheduler(ParamScheduler):
     "`ParamScheduler` for warm restarts: knows its `cycle_lens` and saves a snapshot at the end of each cycle"
-    def __init__(self, scheds, cycle_lens, snapshots:str|None=None):
+    def __init__(self,
+                 scheds,                   # {hyper-parameter name: schedule}, as for `ParamScheduler`
+                 cycle_lens,               # epochs in each cycle
+                 snapshots:str|None=None,  # save the model as `{snapshots}_{i}` at the end of cycle `i`; None: no snapshots
+                ):
         super().__init__(scheds)
         store_attr('cycle_lens,snapshots')
         self.cycle_ends = list(accumulate(cycle_lens))
@@ -65,8 +76,15 @@ class SGDRScheduler(ParamScheduler):
 
 # %% ../nbs/09_schedule.ipynb #5baeba70
 @patch
-def fit_sgdr(self:Learner, n_cycles:int, cycle_len:float, lr_max=None, cycle_mult:float=2, cbs=None,
-             reset_opt=False, wd=None, start_epoch=0,
+def fit_sgdr(self:Learner,
+             n_cycles:int,               # number of cycles
+             cycle_len:float,            # epochs in the first cycle
+             lr_max=None,                # peak LR of the first cycle: a number or a `slice` (one per group); default `self.lr`
+             cycle_mult:float=2,         # each cycle is this many times longer than the one before (>= 1)
+             cbs=None,                   # `Callback`s for this fit only
+             reset_opt=False,            # reset the optimizer's state before training
+             wd=None,                    # weight decay; default: the learner's
+             start_epoch=0,              # resume at this epoch (the schedule and snapshots continue from it)
              warmup:float=0.,            # epochs of linear warmup from `lr_max/div` at the start of the first cycle
              div:float=25.,              # the warmup starts at `lr_max/div`
              decay:float=1.,             # each cycle's peak LR is `decay` times the previous cycle's
@@ -96,7 +114,11 @@ class GroupLRRecorder(Callback):
 
 # %% ../nbs/09_schedule.ipynb #efc759c2
 @patch
-def snapshot_preds(self:Learner, names, ds_idx:int=1, dl=None):
+def snapshot_preds(self:Learner,
+                   names,         # names of the saved snapshots, e.g. `['sgdr_1', 'sgdr_2']`
+                   ds_idx:int=1,  # predict on `dls[ds_idx]` (1: the validation set) when `dl` is not given
+                   dl=None,       # a `DataLoader` to predict on
+                  ):
     "Average predictions of the snapshots saved as `names` (a snapshot ensemble), on `dl` or `dls[ds_idx]`; weights are restored"
     current = {k:v.clone() for k,v in self.model.state_dict().items()}
     try:

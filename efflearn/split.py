@@ -28,7 +28,9 @@ def efficientnet_split(model:nn.Module # `Sequential(body, head)` from `create_e
     return L(*body.children(), head).map(params)
 
 # %% ../nbs/04_split.ipynb #1ae6dbf6
-def check_split(model:nn.Module, groups)->None:
+def check_split(model:nn.Module, # the model that was split
+                groups,          # its parameter groups, lists of parameters, as a splitter returns them
+               )->None:
     "Assert that `groups` hold every parameter of `model` exactly once, in the model's order"
     flat = [p for g in groups for p in g]
     assert len({id(p) for p in flat}) == len(flat), "a parameter is in two groups"

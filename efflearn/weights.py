@@ -34,7 +34,8 @@ def _socket_timeout(seconds:float):
     finally: socket.setdefaulttimeout(old)
 
 # %% ../nbs/02_weights.ipynb #b1a9dcf7
-def torchvision_cache_file(weights:WeightsEnum)->Path:
+def torchvision_cache_file(weights:WeightsEnum, # e.g. `EfficientNet_B0_Weights.DEFAULT`
+                          )->Path:
     "Where torchvision keeps (or would download) the file of `weights`"
     return Path(torch.hub.get_dir())/'checkpoints'/Path(urlparse(weights.url).path).name
 
