@@ -198,8 +198,9 @@ def train(path:str|Path|None=None, # image folder (class sub-folders, or `train/
     if schedule not in ('one_cycle', 'sgdr'): raise UsageError(f"--schedule {schedule!r}: use one_cycle or sgdr")
     with _usage_errors():
         folder = check_image_folder(digits_folder() if digits else path, verify=verify)
-        arch = get_arch(arch).name
-        sizes = _check_sizes(sizes or ((32,) if digits else (get_arch(arch).train_size,)))
+        spec = get_arch(arch)
+        arch = spec.name
+        sizes = _check_sizes(sizes or ((32,) if digits else (spec.train_size,)))
         pretrained = _pretrained_arg(pretrained, default=not digits)
         freeze_epochs = freeze_epochs if pretrained else 0
         epochs = _sgdr_cycles(epochs, cycle_len, cycle_mult)[1] if schedule == 'sgdr' else (epochs or 5)
@@ -279,15 +280,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-def _positive(s:str)->int:
-    try: v = int(s)
-    except ValueError: v = 0
-    if v < 1: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number >= 1")
-    return v
+def _whole(least:int):
+    "argparse type: a whole number >= `least`"
+    def _parse(s:str)->int:
+        try: v = int(s)
+        except ValueError: v = least-1
+        if v < least: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number >= {least}")
+        return v
+    return _parse
 
-def _non_negative(s:str)->int:
-    try: return _positive(str(int(s)+1))-1
-    except (ValueError, argparse.ArgumentTypeError): raise argparse.ArgumentTypeError(f"{s!r} is not a whole number >= 0")
+_positive,_non_negative = _whole(1),_whole(0)
 
 def _sizes(s:str)->tuple:
     try: return tuple(int(o) for o in s.split(','))

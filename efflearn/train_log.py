@@ -50,7 +50,8 @@ class TrainingLog(Callback):
     def after_epoch(self):
         if not (self.active and self._trained): return
         names,log = self.recorder.metric_names[1:-1], self.recorder.log[1:-1]  # without 'epoch' and 'time'
-        row = {'epoch': self.epochs_done + 1, 'fit': len(self.fit_starts)}
+        row = {'epoch': self.epochs_done + 1, 'fit': len(self.fit_starts),
+               'iteration': len(self.losses) + len(self._sizes)}  # training iterations of the run so far
         row.update({n: _finite(v) for n,v in zip(names, log) if v is not None})
         row['size'] = self._sizes[-1] if self._sizes else None
         row['lr'] = float(self.opt.hypers[-1]['lr'])  # the head's; the others are in `lrs`
@@ -79,18 +80,6 @@ class TrainingLog(Callback):
         tmp.replace(fname)  # a reader, or a crash mid-write, never sees half a file
 
 # %% ../nbs/14_train_log.ipynb #86b72bea
-def _epoch_ends(log:TrainingLog)->list:
-    "Iteration count at the end of each recorded epoch"
-    ends = []
-    starts = log.fit_starts + [len(log.losses)]
-    per_fit = {}
-    for r in log.rows: per_fit.setdefault(r['fit'], []).append(r)
-    for f,rows in per_fit.items():
-        if f >= len(log.fit_starts): break  # a fit still running: its iterations are not in the log yet
-        n = starts[f+1] - starts[f]
-        ends += [starts[f] + round(n*(i+1)/len(rows)) for i in range(len(rows))]
-    return ends
-
 def _fit_lines(ax, log:TrainingLog):
     for s in log.fit_starts[1:]: ax.axvline(s, color='grey', linestyle='--', linewidth=0.8)
 
@@ -100,9 +89,7 @@ def plot_losses(log:TrainingLog, # a `TrainingLog` after training
     "Training loss per iteration and validation loss per epoch, across every fit of the run"
     fig,ax = plt.subplots(figsize=(7, 4))
     ax.plot(log.losses, label='train (smoothed)')
-    ends = _epoch_ends(log)
-    valid = [r.get('valid_loss') for r in log.rows[:len(ends)]]
-    if ends: ax.plot(ends, valid, 'o-', label='valid')
+    if log.rows: ax.plot([r['iteration'] for r in log.rows], [r.get('valid_loss') for r in log.rows], 'o-', label='valid')
     _fit_lines(ax, log)
     ax.set(xlabel='iteration', ylabel='loss', title='Loss')
     ax.legend()
@@ -116,7 +103,7 @@ def plot_lr_and_size(log:TrainingLog, # a `TrainingLog` after training
     fig,(ax_lr,ax_size) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
     if log.lrs:
         ax_lr.plot([o[-1] for o in log.lrs], label='head')
-        if len(log.lrs[0]) > 1: ax_lr.plot([o[0] for o in log.lrs], label='lowest group')
+        if any(o[0] != o[-1] for o in log.lrs): ax_lr.plot([o[0] for o in log.lrs], label='lowest group')  # discriminative LRs
         ax_lr.legend()
     ax_lr.set(ylabel='learning rate', title='Learning rate and image size')
     ax_size.plot(log.sizes, drawstyle='steps-post')
