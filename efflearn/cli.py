@@ -101,12 +101,11 @@ def _sgdr_cycles(epochs:int|None, cycle_len:int, cycle_mult:float)->tuple[int, i
                      f"{cycle_mult:g} times: use --epochs {' or '.join(fits)}, or another --cycle-len/--cycle-mult")
 
 # %% ../nbs/16_cli.ipynb #d81b2a80
-def _fit(learn:Learner, schedule:str, epochs:int, lr:float, freeze_epochs:int, cycle_len:int, cycle_mult:float, cbs:list):
+def _fit(learn:Learner, schedule:str, epochs:int, lr:float, freeze_epochs:int, n_cycles:int|None, cycle_len:int, cycle_mult:float, cbs:list):
     if schedule == 'one_cycle':
         if freeze_epochs: learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs, cbs=cbs)
         else: learn.fit_one_cycle(epochs, lr, cbs=cbs)
         return
-    n_cycles,_ = _sgdr_cycles(epochs, cycle_len, cycle_mult)
     total = freeze_epochs + epochs
     if freeze_epochs:
         with learn.plan_phase(0, total): learn.fit_one_cycle(freeze_epochs, lr, pct_start=0.99, cbs=cbs)
@@ -203,7 +202,7 @@ def train(path:str|Path|None=None, # image folder (class sub-folders, or `train/
         sizes = _check_sizes(sizes or ((32,) if digits else (spec.train_size,)))
         pretrained = _pretrained_arg(pretrained, default=not digits)
         freeze_epochs = freeze_epochs if pretrained else 0
-        epochs = _sgdr_cycles(epochs, cycle_len, cycle_mult)[1] if schedule == 'sgdr' else (epochs or 5)
+        n_cycles,epochs = _sgdr_cycles(epochs, cycle_len, cycle_mult) if schedule == 'sgdr' else (None, epochs or 5)
         dev = _device(device)
         out = Path(out) if out is not None else _default_out(arch)
         out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +228,7 @@ def train(path:str|Path|None=None, # image folder (class sub-folders, or `train/
         log.info['lr'] = {'value': lr, **lr_info}
         if not stop.interrupted:
             cbs = [log, SaveBest()] + ([ProgressiveResize(sizes)] if len(sizes) > 1 else [])
-            _fit(learn, schedule, epochs, lr, freeze_epochs, cycle_len, cycle_mult, cbs)
+            _fit(learn, schedule, epochs, lr, freeze_epochs, n_cycles, cycle_len, cycle_mult, cbs)
     summary = _finish(learn, log, out, stop.interrupted, t_start)
     best = summary['best']
     _say(("Interrupted; saved what was trained. " if stop.interrupted else "") +

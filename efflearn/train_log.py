@@ -15,6 +15,7 @@ from fastai.imports import noop  # fastai's own (`no_logging` sets it), not fast
 from fastcore.imports import IN_NOTEBOOK
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
+from fastprogress.fastprogress import format_time
 from fastai.learner import Learner
 from .resize import ProgressiveResize
 
@@ -36,7 +37,6 @@ class TrainingLog(Callback):
                  **info):                  # anything else to write to the file (arch, data, LR used...)
         store_attr('fname,info')
         self.rows,self.losses,self.lrs,self.sizes,self.fit_starts = [],[],[],[],[]
-        self.epochs_done = 0
 
     def before_fit(self):
         self.active = not hasattr(self.learn, 'lr_finder')  # `lr_find` is a measurement, not part of the run
@@ -50,14 +50,13 @@ class TrainingLog(Callback):
     def after_epoch(self):
         if not (self.active and self._trained): return
         names,log = self.recorder.metric_names[1:-1], self.recorder.log[1:-1]  # without 'epoch' and 'time'
-        row = {'epoch': self.epochs_done + 1, 'fit': len(self.fit_starts),
+        row = {'epoch': len(self.rows) + 1, 'fit': len(self.fit_starts),
                'iteration': len(self.losses) + len(self._sizes)}  # training iterations of the run so far
         row.update({n: _finite(v) for n,v in zip(names, log) if v is not None})
         row['size'] = self._sizes[-1] if self._sizes else None
         row['lr'] = float(self.opt.hypers[-1]['lr'])  # the head's; the others are in `lrs`
         row['seconds'] = round(time.time() - self._t_epoch, 2)
         self.rows.append(row)
-        self.epochs_done += 1
         self.save()
 
     def after_fit(self):
@@ -117,8 +116,6 @@ def _fmt(v)->str:
     if isinstance(v, float): return f'{v:.6f}' if abs(v) < 1e3 else f'{v:.4g}'
     return str(v)
 
-def _clock(s:float)->str: return f'{int(s)//60:02d}:{int(s)%60:02d}'
-
 # %% ../nbs/14_train_log.ipynb #7f085a7b
 class PlainProgress(Callback):
     "Progress as whole lines: fastai's table a row per epoch, and a line every `every` seconds within an epoch"
@@ -149,11 +146,11 @@ class PlainProgress(Callback):
         if now - self._last < self.every: return
         self._last,n,i = now, len(self.dl), self.iter+1
         if self._phase == 'lr_find':  # its epochs are an artefact of the loader's length: count iterations
-            self._print(f'  lr_find: {self.train_iter}/{self.lr_finder.num_it} iterations, {_clock(now - self._t_fit)} elapsed')
+            self._print(f'  lr_find: {self.train_iter}/{self.lr_finder.num_it} iterations, {format_time(now - self._t_fit)} elapsed')
             return
         left = (now - self._t0)/i*(n - i)
         self._print(f'  epoch {self.epoch+1}/{self.n_epoch} {self._phase}: {i}/{n} batches, '
-                    f'{_clock(now - self._t0)} elapsed, ~{_clock(left)} left')
+                    f'{format_time(now - self._t0)} elapsed, ~{format_time(left)} left')
 
     def _write_row(self, log):
         self._print('  '.join(_fmt(v).ljust(w) for v,w in zip(log, self._widths)).rstrip())
