@@ -24,6 +24,9 @@ from .schedule import *
 from .fine_tune import *
 from .guards import *
 from .ema import *
+from .optimizer import *
+from .compile import *
+from .memory_data import *
 
 # nbdev writes `__all__ = []` for a module that defines nothing; re-export everything imported above instead
 __all__ = [name for name in dir() if not name.startswith('_')]

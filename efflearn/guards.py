@@ -103,22 +103,39 @@ class HighLRGuard(Callback):
 class NonFiniteGuard(Callback):
     "Stop training at the first NaN or infinite training loss, before it changes the weights or BatchNorm statistics"
     order,run_valid = 100,False  # last in `after_loss`: check the `loss_grad` that `backward` will use
-    _stateattrs = ('bufs','saved')  # `learn.export()` leaves the copy of the buffers out
+    _stateattrs = ('bufs','saved','bad')  # `learn.export()` leaves the copy of the buffers out
     def __init__(self): self.report = None
 
     def before_fit(self):
-        self.report = None
+        self.report,self.bad = None,None
         self.run = not hasattr(self.learn, 'lr_finder')
+        self.on_device = self.run and hasattr(self.opt, 'found_inf')  # the optimizer skips the step itself: test later
+        self._hand_over(None)
 
     def before_train(self):
         self.bufs = list(self.model.buffers())  # each epoch: callbacks may have moved the model in `before_fit`
         self.saved = [b.clone() for b in self.bufs]
 
     def before_batch(self):
+        self.bad = None
         if self.bufs: torch._foreach_copy_(self.saved, self.bufs)
 
     def after_loss(self):
-        if torch.isfinite(self.learn.loss_grad).all(): return
+        bad = ~torch.isfinite(self.learn.loss_grad).all()
+        if not self.on_device: return self._check(bad)
+        self.bad = bad.float()  # no sync: the optimizer reads it on the device
+        self._hand_over(self.bad)
+
+    def after_step(self): self._check(self.bad)        # the step is queued: waiting for it now costs no queueing ahead
+    def after_cancel_batch(self): self._check(self.bad) # `GradientAccumulation` cancelled the step: decide now
+    def after_fit(self): self._hand_over(None)
+
+    def _hand_over(self, found_inf):
+        if getattr(self, 'on_device', False) and self.opt is not None: self.opt.found_inf = found_inf
+
+    def _check(self, bad):
+        if bad is None or not bad.item(): return
+        self.bad = None
         if self.bufs: torch._foreach_copy_(self.bufs, self.saved)  # undo the bad forward pass's BatchNorm updates
         self.report = dict(epoch=self.epoch, batch=self.iter, loss=self.learn.loss.detach().float().mean().item())
         _keep_saved_weights(self.learn)

@@ -13,7 +13,6 @@ from fastcore.meta import delegates
 from fastcore.foundation import L
 from fastai.data.transforms import Normalize
 from fastai.learner import Learner, defaults
-from fastai.optimizer import Adam
 from fastai.vision.learner import get_c
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.channelslast import ChannelsLast
@@ -23,6 +22,8 @@ from .split import efficientnet_split
 from .batchnorm import FreezeBN
 from .schedule import GroupLRRecorder
 from .guards import HighLRGuard, NonFiniteGuard
+from .optimizer import FusedAdam
+from .compile import CompileModel
 
 # %% auto #0
 __all__ = ['add_normalize', 'fast_path_settings', 'efficientnet_learner']
@@ -82,6 +83,13 @@ def _guard_cbs(guards)->list:
     return [HighLRGuard(action=guards), NonFiniteGuard()]
 
 # %% ../nbs/06_learner.ipynb #b6001aef
+def _compile_cbs(compile)->list:
+    if compile is False: return []
+    if compile is True: return [CompileModel()]
+    if isinstance(compile, dict): return [CompileModel(**compile)]
+    raise ValueError(f"compile={compile!r}: use False, True, or a dict of CompileModel's arguments (e.g. {{'mode': 'max-autotune'}})")
+
+# %% ../nbs/06_learner.ipynb #86c66731
 @delegates(create_efficientnet_model, but=['n_out', 'pretrained'])
 def efficientnet_learner(dls,                       # fastai `DataLoaders`
                          arch='b0',                 # 'b0'...'b8', 'v2_s', 'v2_m', 'v2_l', 'lite0'...'lite4', or a builder
@@ -92,9 +100,10 @@ def efficientnet_learner(dls,                       # fastai `DataLoaders`
                          mixed_precision:bool|str|None=None, # None: bf16/fp16 on CUDA, off on CPU; or True, False, 'bf16', 'fp16'
                          channels_last:bool|None=None, # None: on for CUDA, off on CPU
                          guards:str|bool='warn',    # LR-too-high guard: 'warn' or 'stop'; both stop at a NaN loss; False: none
+                         compile:bool|dict=False,   # opt-in `torch.compile` of the model (`CompileModel`); a dict: its arguments
                          # Learner arguments, with fastai's defaults
                          loss_func=None,            # loss function; default: the one `dls` suggests
-                         opt_func=Adam,             # optimizer function
+                         opt_func=FusedAdam,        # optimizer function; fastai's `Adam`, with PyTorch's fused kernel
                          lr=defaults.lr,            # default learning rate
                          splitter=efficientnet_split, # splits the model into parameter groups: one per MBConv stage
                          cbs=None,                  # `Callback`s to add to the `Learner`
@@ -118,7 +127,8 @@ def efficientnet_learner(dls,                       # fastai `DataLoaders`
     n_in = kwargs.pop('n_in', None) or dls.one_batch()[0].shape[1]
     model = create_efficientnet_model(arch, n_out, pretrained=pretrained, n_in=n_in, **kwargs)
     if normalize and pretrained: add_normalize(dls, arch.stats, n_in)
-    cbs = [FreezeBN(freeze_bn), GroupLRRecorder(), *_guard_cbs(guards), *_fast_path_cbs(amp_mode, use_channels_last), *L(cbs)]
+    cbs = [FreezeBN(freeze_bn), GroupLRRecorder(), *_guard_cbs(guards), *_fast_path_cbs(amp_mode, use_channels_last),
+           *_compile_cbs(compile), *L(cbs)]
     learn = Learner(dls=dls, model=model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=splitter, cbs=cbs,
                     metrics=metrics, path=path, model_dir=model_dir, wd=wd, wd_bn_bias=wd_bn_bias, train_bn=train_bn, moms=moms)
     if pretrained: learn.freeze()

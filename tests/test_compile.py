@@ -1,0 +1,72 @@
+"CompileModel with real code generation (inductor), with EfficientNet-B0 through `fine_tune` + progressive resizing, and the path for torch without per-call recompile limits"
+import pytest
+import torch
+from torch import nn
+from fastai.vision.all import Callback, Learner, accuracy, load_learner, params, set_seed
+from fastcore.xtras import ContextManagers
+from efflearn.compile import CompileModel, graph_budget, is_compiled, _limit_hits, _global_limit
+import efflearn.compile as compile_mod
+from efflearn.learner import efficientnet_learner
+from efflearn.resize import ProgressiveResize
+from conftest import make_dls
+
+def quiet(learn):
+    return ContextManagers([learn.no_bar(), learn.no_logging()])
+
+def tiny_learner(dls, **kwargs):
+    set_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    return Learner(dls, model, metrics=accuracy, splitter=lambda m: [params(m[:3]), params(m[3:])], cbs=CompileModel(**kwargs))
+
+def test_inductor_matches_eager_and_exports(small_dls, tmp_path):
+    "Real C++ code from inductor: a training and an evaluation graph, eager's numbers, a plain exported model"
+    torch._dynamo.reset()
+    learn,hits = tiny_learner(small_dls),_limit_hits()
+    learn.path = tmp_path
+    with quiet(learn): learn.fit(1, 1e-2)
+    cm = learn.compile_model
+    assert [(c['size'], c['train']) for c in cm.compiles] == [((32, 32), True), ((32, 32), False)]
+    assert cm.compile_times[32] > 0 and _limit_hits() == hits
+    with quiet(learn): preds,_ = learn.get_preds()
+    learn.model.eval()
+    with torch.no_grad():
+        eager = torch.cat([learn.model._call_impl(xb) for xb,_ in small_dls.valid]).softmax(-1)
+    torch.testing.assert_close(preds, eager, atol=1e-5, rtol=1e-4)  # other kernels, other rounding
+    assert cm.n_graphs == 2  # the 13-image last batch used the evaluation graph
+    learn.export('tiny.pkl')
+    loaded = load_learner(tmp_path/'tiny.pkl')
+    assert not is_compiled(loaded.model) and not loaded.compile_model.enabled
+    with quiet(loaded): torch.testing.assert_close(loaded.get_preds(dl=small_dls.valid)[0], preds, atol=1e-5, rtol=1e-4)
+
+def test_b0_fine_tune_progressive(small_digits):
+    "B0, `fine_tune` (frozen then unfrozen) with two sizes: each (size, mode, frozen or not) compiled once, nothing eager"
+    torch._dynamo.reset()
+    dls = make_dls(small_digits, size=32)
+    learn = efficientnet_learner(dls, 'b0', pretrained=False, cbs=CompileModel(backend='eager'))
+    keys = list(learn.model.state_dict())
+    hits = _limit_hits()
+    # fastai's fine_tune: a frozen fit of 1 epoch, then an unfrozen one of 2, each 40% at 32px (default `pcts`), 60% at
+    # 48, validating at 48; the valid set is a batch of 32 and one of 13, which on the CPU is a graph of its own (the
+    # convolution backend depends on the batch size, and dynamo guards it)
+    with quiet(learn): learn.fine_tune(2, 1e-3, freeze_epochs=1, cbs=ProgressiveResize((32, 48)))
+    got = [(c['size'][0], c['train'], c['bs']) for c in learn.compile_model.compiles]
+    phase = [(32, True, 32), (48, True, 32), (48, False, 32), (48, False, 13)]
+    assert got == phase*2, learn.compile_model.summary()  # once frozen, once unfrozen
+    assert learn.compile_model.n_graphs <= graph_budget(2) and _limit_hits() == hits
+    assert list(learn.model.state_dict()) == keys and is_compiled(learn.model)
+    with quiet(learn): learn.tta(n=1)
+    assert learn.compile_model.n_graphs == 8  # TTA at 48px used the evaluation graphs
+
+def test_global_limit_path(small_dls, monkeypatch):
+    "Without torch.compile(recompile_limit=...), the process-wide limit is raised for each fit and restored after"
+    monkeypatch.setattr(compile_mod, '_PER_CALL', False)
+    torch._dynamo.reset()
+    before = _global_limit()
+    learn = tiny_learner(small_dls, backend='eager', recompile_limit=before + 5)
+    seen = []
+    class Probe(Callback):
+        def after_batch(self): seen.append(_global_limit())
+    with quiet(learn): learn.fit(2, 1e-2, cbs=[ProgressiveResize((32, 48), epochs=[1]), Probe()])
+    assert set(seen) == {before + 5} and _global_limit() == before
+    assert learn.compile_model.n_graphs == 3
