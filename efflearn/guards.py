@@ -131,11 +131,10 @@ class NonFiniteGuard(Callback):
     def after_fit(self): self._hand_over(None)
 
     def _hand_over(self, found_inf):
-        if getattr(self, 'on_device', False) and self.opt is not None: self.opt.found_inf = found_inf
+        if self.on_device: self.opt.found_inf = found_inf
 
     def _check(self, bad):
         if bad is None or not bad.item(): return
-        self.bad = None
         if self.bufs: torch._foreach_copy_(self.bufs, self.saved)  # undo the bad forward pass's BatchNorm updates
         self.report = dict(epoch=self.epoch, batch=self.iter, loss=self.learn.loss.detach().float().mean().item())
         _keep_saved_weights(self.learn)
