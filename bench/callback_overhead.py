@@ -26,11 +26,11 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from efflearn.learner import efficientnet_learner, fast_path_settings, _fast_path_cbs
-from efflearn.model import create_efficientnet_model
+from efflearn.models.efficientnet import create_efficientnet_model
 from efflearn.optimizer import FusedAdam
-from efflearn.resize import ProgressiveResize
-from efflearn.split import efficientnet_split
-from efflearn.train_log import TrainingLog
+from efflearn.callback.resize import ProgressiveResize
+from efflearn.models.split import efficientnet_split
+from efflearn.callback.train_log import TrainingLog
 from train_step import N_CLASSES, batches_dls, make_batches, sync
 
 BATCH_EVENTS = ('before_batch', 'after_pred', 'after_loss', 'before_backward', 'after_backward', 'before_step',

@@ -42,11 +42,10 @@ from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.callback.core import Callback
 from efflearn.learner import efficientnet_learner
-from efflearn.resize import ProgressiveResize
-from efflearn.compile import CompileModel
+from efflearn.callback.resize import ProgressiveResize
+from efflearn.callback.compile import CompileModel
+from efflearn.test_utils import sync
 
-def sync(device):
-    if device.type == 'cuda': torch.cuda.synchronize(device)
 
 def random_dls(sizes, bs, steps, valid_batches, device):
     "Batches of random images at the largest size and random labels, already on the device"

@@ -12,16 +12,11 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
 from efflearn.all import *
-from efflearn.ema import EMA
+from efflearn.callback.ema import EMA
+from efflearn.test_utils import class_subset, folder_dls
 
-def class_subset(src, dest, classes):
-    for split in ('train', 'valid'):
-        for c in classes: shutil.copytree(src/split/str(c), dest/split/str(c))
-    return dest
 
-def dls_for(path, seed, bs):
-    set_seed(seed)
-    return ImageDataLoaders.from_folder(path, valid='valid', item_tfms=Resize(32), bs=bs, num_workers=0)
+def dls_for(path, seed, bs): return folder_dls(path, 32, bs, seed)
 
 class PowerWarmupEMA(EMA):
     "timm ModelEmaV3's optional warmup instead of the (1+n)/(10+n) cap: decay = min(decay, 1-(1+n)**-2/3)"

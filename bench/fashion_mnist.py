@@ -1,7 +1,7 @@
 """Time to accuracy on Fashion-MNIST: efflearn's recipe against fastai's plain recipe, each under a wall-clock budget.
 
 Both recipes train the same architecture on the same data, held whole on the device by efflearn's in-memory loader
-(`efflearn.memory_data`: one indexing per batch, resizing on the device), so the input pipeline is not what differs:
+(`efflearn.data.memory`: one indexing per batch, resizing on the device), so the input pipeline is not what differs:
 
 - `efflearn`: `efficientnet_learner(dls, arch)` with its defaults (on CUDA: bf16/fp16 autocast and channels_last;
   pretrained: BatchNorm statistics kept, per-stage learning rates), efflearn's `fine_tune` (one epoch with the body
@@ -41,13 +41,14 @@ from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
 from fastai.vision.augment import Flip
 import efflearn
-from efflearn.archs import get_arch
-from efflearn.model import create_efficientnet_model
+from efflearn.models.archs import get_arch
+from efflearn.models.efficientnet import create_efficientnet_model
 from efflearn.learner import efficientnet_learner, add_normalize
-from efflearn.resize import ProgressiveResize
-import efflearn.fine_tune  # efflearn's `fine_tune`: its two fits are one plan, which ProgressiveResize's stages span
-from efflearn.data import FASHION_MNIST_DIR, FASHION_MNIST_CLASSES
-from efflearn.memory_data import fashion_mnist_tensors, memory_dataloaders
+from efflearn.callback.resize import ProgressiveResize
+import efflearn.callback.fine_tune  # efflearn's `fine_tune`: its two fits are one plan, which ProgressiveResize's stages span
+from efflearn.data.datasets import FASHION_MNIST_DIR, FASHION_MNIST_CLASSES
+from efflearn.data.memory import fashion_mnist_tensors, memory_dataloaders
+from efflearn.test_utils import sync
 
 # defaults per device: on a GPU the whole data set and sizes that reach 94%; on a CPU a small run of a few minutes
 PROFILES = dict(
@@ -56,8 +57,6 @@ PROFILES = dict(
 THRESHOLDS = (0.93, 0.94)
 
 
-def sync(device):
-    if device.type == 'cuda': torch.cuda.synchronize(device)
 
 
 class Clock(Callback):

@@ -11,15 +11,10 @@ Prints a markdown table of validation accuracy (mean, min, max), parameters in t
 import argparse, json, shutil, statistics, tempfile, time
 from pathlib import Path
 from efflearn.all import *
+from efflearn.test_utils import class_subset, folder_dls
 
-def class_subset(src:Path, dest:Path, classes)->Path:
-    for split in ('train', 'valid'):
-        for c in classes: shutil.copytree(src/split/str(c), dest/split/str(c))
-    return dest
 
-def dls_for(path, size, seed, bs=32):
-    set_seed(seed)
-    return ImageDataLoaders.from_folder(path, valid='valid', item_tfms=Resize(size), bs=bs, num_workers=0)
+def dls_for(path, size, seed, bs=32): return folder_dls(path, size, bs, seed)
 
 def quiet_fit(learn, f, *args, **kwargs):
     with learn.no_bar(), learn.no_logging(): f(*args, **kwargs)

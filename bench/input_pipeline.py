@@ -34,9 +34,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from fastai.vision.all import Path, Pipeline, TensorImage, aug_transforms, get_image_files, parent_label
-from efflearn.data import efflearn_cache
-from efflearn.folder import check_image_folder, folder_dataloaders
-from efflearn.model import create_efficientnet_model
+from efflearn.data.datasets import efflearn_cache
+from efflearn.data.folder import check_image_folder, folder_dataloaders
+from efflearn.models.efficientnet import create_efficientnet_model
+from efflearn.test_utils import sync
 
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina')
 N_CLASSES = 10
@@ -90,9 +91,6 @@ def jpeg_folder(n_images:int, seed:int=42)->Path:
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
-def sync(device):
-    "Wait for the device: CUDA kernels run behind Python, so a batch is ready when its kernels are done"
-    if device.type == 'cuda': torch.cuda.synchronize(device)
 
 def time_batches(batches, n_warmup:int, n_timed:int, device)->float:
     "Images/s of `n_timed` batches `(x, y)` of `batches`, after leaving out the first `n_warmup`"

@@ -9,7 +9,7 @@ chosen suggestion (same seed, same initial weights), and writes them to JSON.
 import argparse, json, time, warnings
 warnings.filterwarnings('ignore', category=FutureWarning)
 from efflearn.all import *  # fastai.vision.all (lr_find suggestions, Path) and efflearn
-from efflearn.folder import check_image_folder, folder_dataloaders
+from efflearn.data.folder import check_image_folder, folder_dataloaders
 
 
 def make_learner(seed):

@@ -9,7 +9,7 @@
   fastai's `Adam`, default head and split).
 - `fastai_amp` (CUDA only): the same with `to_bf16()`/`to_fp16()` and `to_channelslast()`, to separate precision from
   the rest of the overhead.
-- `efflearn_compile` (with `--compile`): `efficientnet_learner(..., compile=True)`.
+- `efflearn_compile` (with `--compile`): `efficientnet_learner(..., torch_compile=True)`.
 
 Every way trains all parameters (nothing frozen) with the default progress bar and Recorder, on the same
 `--n-batches` distinct random batches cycled; the clock runs from the end of the `--warmup`-th step to the end of the
@@ -31,12 +31,11 @@ from fastai.data.load import DataLoader
 from fastai.vision.learner import vision_learner
 from fastai.losses import CrossEntropyLossFlat
 from efflearn.learner import efficientnet_learner, fast_path_settings
-from efflearn.model import create_efficientnet_model
+from efflearn.models.efficientnet import create_efficientnet_model
+from efflearn.test_utils import sync
 
 N_CLASSES = 10
 
-def sync(device):
-    if device.type == 'cuda': torch.cuda.synchronize(device)
 
 def make_batches(n, bs, size, device, seed=0):
     "`n` distinct batches of random images and labels, on `device`"
@@ -90,7 +89,7 @@ def _fit_timed(learn, warmup, device):
     return timer.seconds
 
 def efflearn_way(arch, batches, n_steps, warmup, device, compile=False):
-    kwargs = dict(compile=True) if compile else {}
+    kwargs = dict(torch_compile=True) if compile else {}
     learn = efficientnet_learner(batches_dls(batches, n_steps, device), arch, pretrained=False, loss_func=CrossEntropyLossFlat(), **kwargs)
     return _fit_timed(learn, warmup, device)
 
@@ -133,7 +132,7 @@ def main(argv=None):
     p.add_argument('--n-batches', type=int, default=4, help="distinct batches cycled through")
     p.add_argument('--repeats', type=int, default=None, help="runs of each way (the median is reported); default 1 on the CPU, 3 on CUDA")
     p.add_argument('--ways', default='hand,efflearn,fastai,fastai_amp', help="which ways, comma-separated")
-    p.add_argument('--compile', action='store_true', help="also time efficientnet_learner(compile=True)")
+    p.add_argument('--compile', action='store_true', help="also time efficientnet_learner(torch_compile=True)")
     p.add_argument('--json', default=None, help="write the results here")
     args = p.parse_args(argv)
     device = torch.device(args.device)

@@ -22,7 +22,7 @@ class Param:
 @dataclass
 class Entry:
     kind:str        # 'function', 'class', 'exception', 'method', 'property' or 'data'
-    module:str      # e.g. 'efflearn.resize'
+    module:str      # e.g. 'efflearn.callback.resize'
     name:str        # name in the module, e.g. 'ProgressiveResize', 'ProgressiveResize.size_at', 'Learner.fit_sgdr'
     obj:object
     sig:str = ''    # '(a: int = 1, *, b=None) -> int', without `self`
@@ -242,7 +242,7 @@ def module_entries(modname:str)->list[Entry]:
 
 def public_api()->dict:
     "{module: [Entry]} for every efflearn module with public names, in notebook order"
-    importlib.import_module(f'{LIB}.all')  # as users import it (`efflearn.fine_tune` alone lacks fastai's `fit_one_cycle`)
+    importlib.import_module(f'{LIB}.all')  # as users import it (`efflearn.callback.fine_tune` alone lacks fastai's `fit_one_cycle`)
     mods = sorted(lib_modules(), key=_nb_order)
     res = {m: module_entries(m) for m in mods}
     return {m:es for m,es in res.items() if es}

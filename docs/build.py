@@ -15,7 +15,7 @@
 4. Sphinx (myst-nb, the furo theme, Sphinx's own search) renders the site to `--out`: `index.ipynb` is the home page,
    `nbs/NN_*.ipynb` the "Library" section in order, `nbs/tutorials/*.ipynb` the "Tutorials" section.
 
-Page names follow nbdev's: `nbs/13_transfer.ipynb` is `transfer.html`, so links written for nbdev's site work."""
+Page names follow nbdev's: `nbs/13_callback.resize.ipynb` is `callback.resize.html`, so links written for nbdev's site work."""
 
 from __future__ import annotations
 import argparse, hashlib, json, os, re, shutil, subprocess, sys, time

@@ -37,7 +37,7 @@ def _md_segments(s:str):
     return out
 
 def _fix_links(text:str, doc:str, pages:dict)->str:
-    "Links to nbdev page names (`transfer.html#x`) or notebooks (`13_transfer.ipynb`) become links to Sphinx docs"
+    "Links to nbdev page names (`transfer.html#x`) or notebooks (`experiments/transfer.ipynb`) become links to Sphinx docs"
     here = Path(doc).parent
     def f(m):
         url = m.group(2)

@@ -9,24 +9,27 @@ __all__ = []
 
 # %% ../nbs/99_all.ipynb #d9dec466
 from fastai.vision.all import *
-from .archs import *
-from .builders import *
-from .data import *
-from .weights import *
-from .convert import *
-from .model import *
-from .split import *
-from .batchnorm import *
-from .learner import *
-from .progress import *
-from .resize import *
-from .schedule import *
-from .fine_tune import *
-from .guards import *
-from .ema import *
+from .models.builders import *
+from .models.archs import *
+from .models.weights import *
+from .models.convert import *
+from .models.efficientnet import *
+from .models.split import *
+from .data.datasets import *
+from .data.folder import *
+from .data.memory import *
 from .optimizer import *
-from .compile import *
-from .memory_data import *
+from .callback.plan import *
+from .callback.batchnorm import *
+from .callback.resize import *
+from .callback.schedule import *
+from .callback.fine_tune import *
+from .callback.guards import *
+from .callback.ema import *
+from .callback.compile import *
+from .callback.train_log import *
+from .callback.tracker import *
+from .learner import *
 
 # nbdev writes `__all__ = []` for a module that defines nothing; re-export everything imported above instead
 __all__ = [name for name in dir() if not name.startswith('_')]

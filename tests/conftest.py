@@ -1,9 +1,10 @@
 import shutil
 import pytest
 import torch
-from fastai.vision.all import ImageDataLoaders, Resize, get_image_files, set_seed
-from efflearn.data import digits_folder
-from efflearn.model import create_efficientnet_model
+from fastai.vision.all import get_image_files
+from efflearn.data.datasets import digits_folder
+from efflearn.models.efficientnet import create_efficientnet_model
+from efflearn.test_utils import folder_dls
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -22,18 +23,14 @@ def small_digits(digits, tmp_path_factory):
         shutil.copy(f, out)
     return dest
 
-def make_dls(path, size=32, bs=32):
-    set_seed(0)
-    return ImageDataLoaders.from_folder(path, valid='valid', item_tfms=Resize(size), bs=bs, num_workers=0)
-
 @pytest.fixture
-def small_dls(small_digits): return make_dls(small_digits)
+def small_dls(small_digits): return folder_dls(small_digits)
 
 @pytest.fixture(scope='session')
 def pretrained_body(small_digits, tmp_path_factory):
     "A B0 state dict whose BatchNorm layers hold real running statistics of the digits (3 channels)"
     model = create_efficientnet_model('b0', n_out=10)
-    dls = make_dls(small_digits)
+    dls = folder_dls(small_digits)
     model.train()
     with torch.no_grad():
         for xb,_ in dls.train: model(xb)

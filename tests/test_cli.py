@@ -2,7 +2,7 @@
 import json, os, re, shutil, signal, subprocess, sys
 from pathlib import Path
 import pytest
-from efflearn.data import digits_folder
+from efflearn.data.datasets import digits_folder
 
 EFFLEARN = Path(sys.executable).parent/'efflearn'  # the console script `pip install` made
 

@@ -3,16 +3,12 @@ import pytest
 import torch
 from torch import nn
 from fastai.vision.all import Callback, Learner, accuracy, load_learner, params, set_seed
-from fastcore.xtras import ContextManagers
-from efflearn.compile import CompileModel, graph_budget, is_compiled, _limit_hits, _global_limit
-import efflearn.compile as compile_mod
+from efflearn.callback.compile import CompileModel, graph_budget, is_compiled, _limit_hits, _global_limit
+import efflearn.callback.compile as compile_mod
 from efflearn.learner import efficientnet_learner
-from efflearn.resize import ProgressiveResize
-import efflearn.fine_tune  # efflearn's `fine_tune` (one plan over both fits), whatever other tests imported first
-from conftest import make_dls
+from efflearn.callback.resize import ProgressiveResize
+from efflearn.test_utils import folder_dls, quiet
 
-def quiet(learn):
-    return ContextManagers([learn.no_bar(), learn.no_logging()])
 
 def tiny_learner(dls, **kwargs):
     set_seed(0)
@@ -43,7 +39,7 @@ def test_inductor_matches_eager_and_exports(small_dls, tmp_path):
 def test_b0_fine_tune_progressive(small_digits):
     "B0, `fine_tune` (frozen then unfrozen) with two sizes: each (size, mode, frozen or not) compiled once, nothing eager"
     torch._dynamo.reset()
-    dls = make_dls(small_digits, size=32)
+    dls = folder_dls(small_digits, size=32)
     learn = efficientnet_learner(dls, 'b0', pretrained=False, cbs=CompileModel(backend='eager'))
     keys = list(learn.model.state_dict())
     hits = _limit_hits()
@@ -73,3 +69,16 @@ def test_global_limit_path(small_dls, monkeypatch):
     with quiet(learn): learn.fit(2, 1e-2, cbs=[ProgressiveResize((32, 48), epochs=[1]), Probe()])
     assert set(seen) == {before + 5} and _global_limit() == before
     assert learn.compile_model.n_graphs == 3
+
+def test_the_private_torch_apis_compile_relies_on():
+    "`nn.Module.compile` keeps the compiled call in `_compiled_call_impl` (no public accessor; `is_compiled`/`uncompile` read it),"
+    " and dynamo counts graphs in `counters['stats']['unique_graphs']`: fail loudly, naming them, if torch changes either"
+    from torch._dynamo.utils import counters
+    m = nn.Linear(2, 2)
+    assert getattr(m, '_compiled_call_impl', 'gone') is None, "torch renamed nn.Module._compiled_call_impl: update efflearn.callback.compile"
+    m.compile(backend='eager')
+    assert callable(m._compiled_call_impl), "nn.Module.compile no longer sets _compiled_call_impl: update efflearn.callback.compile"
+    assert is_compiled(m)
+    before = counters['stats']['unique_graphs']
+    m(torch.randn(3, 2))
+    assert counters['stats']['unique_graphs'] > before, "dynamo no longer counts graphs in counters['stats']['unique_graphs']"

@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from skimage import data as photos
 from torchvision.models import EfficientNet_B0_Weights, efficientnet_b0, efficientnet_b3
-from efflearn.archs import get_arch
-from efflearn.builders import Conv2dSame, efficientnet_b8
-from efflearn.convert import convert_efficientnet_pytorch, tf_ported
+from efflearn.models.archs import get_arch
+from efflearn.models.builders import Conv2dSame
+from efflearn.models.archs import efficientnet_b8
+from efflearn.models.convert import convert_efficientnet_pytorch, tf_ported
 from efflearn.learner import efficientnet_learner
-from efflearn.model import create_efficientnet_model
-from efflearn.weights import PretrainedWeightsError, package_weights_file, read_state_dict
+from efflearn.models.efficientnet import create_efficientnet_model
+from efflearn.models.weights import PretrainedWeightsError, package_weights_file, read_state_dict
 
 LOGIT_TOL = 1e-4  # absolute, on logits of magnitude ~10: the same float32 computation up to summation order
 CATEGORIES = EfficientNet_B0_Weights.DEFAULT.meta['categories']  # ImageNet's 1,000 classes, in the usual order

@@ -6,8 +6,8 @@ from torch import nn
 from fastai.vision.all import (Learner, Callback, CancelStepException, GradientAccumulation, MixedPrecision,
                                accuracy, load_learner, set_seed, get_image_files)
 from efflearn.learner import efficientnet_learner
-from efflearn.ema import EMA
-from conftest import make_dls
+from efflearn.callback.ema import EMA
+from efflearn.test_utils import folder_dls
 
 def state(model): return [t.detach().clone() for t in model.state_dict().values()]
 def same(a, b): return len(a) == len(b) and all(torch.equal(x, y) for x,y in zip(a, b))
@@ -53,7 +53,7 @@ def test_validating_with_average_leaves_training_alone(small_digits):
     # the same bit for bit, and each run's records must be of the weights they claim.
     runs = {}
     for validate in (True, False):
-        dls = make_dls(small_digits)
+        dls = folder_dls(small_digits)
         ema = EMA(0.9, validate=validate)
         learn = tiny(dls, cbs=ema)
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(4, 1e-2)
@@ -78,7 +78,7 @@ def test_ema_metrics_on_digits(digits):
     # B0 from scratch on all the digits (small digits are too few to learn anything in seconds), 5 epochs of 1cycle
     # (110 steps), validating with the average: the recorder holds the average's metrics, and both the average and
     # the live weights are real models. Measured: live 0.96, EMA 0.95-0.96 (bench/ema_choice.py, 2 seeds).
-    dls = make_dls(digits, bs=64)
+    dls = folder_dls(digits, bs=64)
     learn = b0(dls, cbs=[EMA(validate=True)])
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(5, 1e-2)
     recorded = [list(v) for v in learn.recorder.values]  # before `validate()` resets them

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.models import efficientnet_b0, efficientnet_b1, EfficientNet_B0_Weights
 from efflearn.learner import efficientnet_learner
-from efflearn.weights import PretrainedWeightsError, torchvision_cache_file
+from efflearn.models.weights import PretrainedWeightsError, torchvision_cache_file
 
 def test_unknown_arch(small_dls):
     with pytest.raises(ValueError, match=r"Unknown EfficientNet architecture 'b9': choose one of b0, b1"):

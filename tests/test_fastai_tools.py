@@ -5,6 +5,7 @@ import torch
 from fastai.vision.all import (accuracy, ClassificationInterpretation, load_learner, PILImage, get_image_files,
                                valley, slide, minimum, steep)
 from efflearn.learner import efficientnet_learner
+from efflearn.test_utils import quiet
 
 @pytest.fixture
 def learn(small_dls, pretrained_body):
@@ -12,7 +13,6 @@ def learn(small_dls, pretrained_body):
     learn.recorder.train_metrics = False
     return learn
 
-def quiet(learn): return learn.no_bar()
 
 def test_lr_find_with_suggestions(learn):
     before = {k:v.clone() for k,v in learn.model.state_dict().items()}

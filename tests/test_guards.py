@@ -8,7 +8,7 @@ from fastcore.basics import store_attr
 from fastai.vision.all import (Learner, Callback, SaveModelCallback, TerminateOnNaNCallback, FocalLossFlat,
                                LabelSmoothingCrossEntropyFlat, SGD, load_learner, set_seed)
 from efflearn.learner import efficientnet_learner
-from efflearn.guards import GuardWarning, HighLRWarning, NonFiniteLossWarning, HighLRGuard, NonFiniteGuard
+from efflearn.callback.guards import GuardWarning, HighLRWarning, NonFiniteLossWarning, HighLRGuard, NonFiniteGuard
 
 LOG10 = math.log(10)
 

@@ -7,10 +7,9 @@ import torch
 from torch import Tensor
 from fastai.vision.all import (Learner, accuracy, load_learner, set_seed, aug_transforms, Normalize, ClassificationInterpretation)
 from efflearn.learner import efficientnet_learner
-from efflearn.resize import ProgressiveResize
-from efflearn.data import FASHION_MNIST_DIR
-import efflearn.fine_tune  # efflearn's fine_tune: one plan for ProgressiveResize across both phases
-from efflearn.memory_data import (MemoryImages, MemoryDL, PlainTensors, RepeatChannels, memory_dataloaders, fashion_mnist_tensors,
+from efflearn.callback.resize import ProgressiveResize
+from efflearn.data.datasets import FASHION_MNIST_DIR, fashion_mnist_tensors
+from efflearn.data.memory import (MemoryImages, MemoryDL, PlainTensors, RepeatChannels, memory_dataloaders,
                                   fashion_mnist_dataloaders)
 
 needs_fashion = pytest.mark.skipif(not (FASHION_MNIST_DIR/'train-labels-idx1-ubyte.gz').exists()

@@ -5,8 +5,8 @@ import torch
 from fastai.vision.all import Adam, Callback, GradientAccumulation, set_seed
 from efflearn.learner import efficientnet_learner
 from efflearn.optimizer import FusedAdam
-from efflearn.guards import NonFiniteGuard, NonFiniteLossWarning
-from conftest import make_dls
+from efflearn.callback.guards import NonFiniteGuard, NonFiniteLossWarning
+from efflearn.test_utils import folder_dls
 
 def fit(learn, *args, **kwargs):
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(*args, **kwargs)
@@ -21,7 +21,7 @@ def test_same_training_as_fastai_adam(small_digits, tmp_path):
     run; the step itself is tested to 1e-6 in nbs/05a_optimizer.)"""
     learns = []
     for opt_func in (Adam, FusedAdam):
-        learn = b0(make_dls(small_digits), opt_func, path=tmp_path)  # fresh loaders: the same shuffles
+        learn = b0(folder_dls(small_digits), opt_func, path=tmp_path)  # fresh loaders: the same shuffles
         learn.freeze_to(-3); fit(learn, 1, 1e-2)
         learn.frozen_losses = [float(l) for l in learn.recorder.losses]
         learn.unfreeze(); fit(learn, 1, slice(1e-4, 1e-2))
@@ -33,7 +33,7 @@ def test_same_training_as_fastai_adam(small_digits, tmp_path):
     assert all(abs(a-b) < 1e-5*a for a,b in zip(ref.frozen_losses[:3], ours.frozen_losses[:3])), (ref.frozen_losses, ours.frozen_losses)
     # FusedAdam resumes from fastai Adam's saved state (integer steps), as fastai's Adam does
     def resume(opt_func):
-        learn = b0(make_dls(small_digits), opt_func, path=tmp_path).load('mid_Adam', with_opt=True)
+        learn = b0(folder_dls(small_digits), opt_func, path=tmp_path).load('mid_Adam', with_opt=True)
         steps = {float(s['step']) for s in learn.opt.state.values() if 'step' in s}
         fit(learn, 1, slice(1e-4, 1e-2))
         return learn,steps

@@ -1,11 +1,11 @@
 "End to end: train from scratch on real data and reach a real accuracy"
 from fastai.vision.all import accuracy, set_seed
 from efflearn.learner import efficientnet_learner
-from conftest import make_dls
+from efflearn.test_utils import folder_dls
 
 def test_b0_from_scratch_on_digits(digits):
     # All 1,797 digits at 32px: B0 from random init, 5 epochs of 1cycle. Measured 0.961 (31 s on 2 CPU cores).
-    dls = make_dls(digits, size=32, bs=64)
+    dls = folder_dls(digits, size=32, bs=64)
     set_seed(0)
     learn = efficientnet_learner(dls, 'b0', pretrained=False, metrics=accuracy)
     assert len(learn.splitter(learn.model)) == 10
