@@ -18,6 +18,9 @@ try:
 except Exception: release = version = ''
 
 extensions = ['myst_nb', 'sphinx.ext.viewcode']
+# source links only for what a module defines: following `EfficientNetLearner.fine_tune` (efflearn.learner) into
+# efflearn.callback.fine_tune, where that function lives, made viewcode link that module's source to efflearn.learner
+viewcode_follow_imported_members = False
 root_doc = 'index'
 exclude_patterns = ['_build', '**.ipynb_checkpoints']
 

@@ -64,10 +64,12 @@ def tiny_cnn(n_out:int=10, # classes
     return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2), *norm, nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, n_out))
 
-def quiet(learn)->ContextManagers:
+def quiet(learn, # a fastai `Learner`
+         )->ContextManagers:
     "No progress bars and no table of results from `learn` while inside"
     return ContextManagers([learn.no_bar(), learn.no_logging()])
 
-def sync(device):
+def sync(device, # a `torch.device` or its name
+        ):
     "Wait for `device` (a `torch.device`): CUDA runs behind Python, so a timed step ends when its kernels do"
     if torch.device(device).type == 'cuda': torch.cuda.synchronize(device)

@@ -16,7 +16,7 @@ CHROMIUM = os.environ.get('EFFLEARN_CHROMIUM', '/usr/bin/chromium')
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
                   '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic']
 # pages whose notebooks draw plots (every tutorial is added to these)
-PLOTTING_PAGES = ['resize.html', 'schedule.html']
+PLOTTING_PAGES = ['callback.resize.html', 'callback.schedule.html']
 
 def _need(ok:bool, msg:str):
     "Skip with `msg` when `ok` is false, or fail when running under CI (`CI` set), where everything must be there"
@@ -146,7 +146,7 @@ def test_every_page_renders(tab, base_url, manifest):
 def test_navigation_reaches_every_page(tab, base_url, manifest):
     want = {urljoin(base_url, p['html']) for p in manifest['pages'] if p['section'] != 'API reference' or p['doc'] == 'api/index'}
     want |= {urljoin(base_url, p['html']) for p in _pages(manifest, 'API reference')}
-    for start in ['index.html', _pages(manifest, 'Tutorials')[0]['html'] if _pages(manifest, 'Tutorials') else 'resize.html', 'api/resize.html']:
+    for start in ['index.html', _pages(manifest, 'Tutorials')[0]['html'] if _pages(manifest, 'Tutorials') else 'callback.resize.html', 'api/callback.resize.html']:
         pg = tab.goto(base_url + start)
         # the sidebar; the API reference's module pages hang below its index, whose page lists them
         hrefs = pg.eval_on_selector_all('.sidebar-tree a.reference, a.sidebar-brand', 'els => els.map(e => e.href.split("#")[0])')
@@ -157,7 +157,7 @@ def test_navigation_reaches_every_page(tab, base_url, manifest):
         assert not missing, f'from {start}, no navigation link to {sorted(missing)}'
     # clicking navigates: a library page, a tutorial, the API reference, and home
     pg = tab.goto(base_url + 'index.html')
-    targets = [p for p in manifest['pages'] if p['html'] == 'resize.html'] + _pages(manifest, 'Tutorials')[:1] + \
+    targets = [p for p in manifest['pages'] if p['html'] == 'callback.resize.html'] + _pages(manifest, 'Tutorials')[:1] + \
               [p for p in manifest['pages'] if p['doc'] == 'api/index']
     for p in targets:
         pg.locator('.sidebar-tree').get_by_role('link', name=p['title'], exact=True).first.click()
@@ -183,16 +183,16 @@ def test_search_finds_api_and_pages(tab, base_url):
     _search_finished(pg)
     links = pg.eval_on_selector_all('#search-results ul.search li a', 'els => els.map(e => e.href)')
     paths = [urlparse(h).path + ('#' + urlparse(h).fragment if urlparse(h).fragment else '') for h in links]
-    assert any(p.endswith('/api/resize.html#efflearn.resize.ProgressiveResize') for p in paths), paths
-    assert any(urlparse(h).path.endswith('/resize.html') and '/api/' not in h for h in links), paths
+    assert any(p.endswith('/api/callback.resize.html#efflearn.callback.resize.ProgressiveResize') for p in paths), paths
+    assert any(urlparse(h).path.endswith('/callback.resize.html') and '/api/' not in h for h in links), paths
     # the result leads to the entry
-    pg.locator('#search-results ul.search li a[href*="api/resize.html#efflearn.resize.ProgressiveResize"]').first.click()
+    pg.locator('#search-results ul.search li a[href*="api/callback.resize.html#efflearn.callback.resize.ProgressiveResize"]').first.click()
     pg.wait_for_load_state('load')
-    assert pg.locator('[id="efflearn.resize.ProgressiveResize"]').count() == 1
+    assert pg.locator('[id="efflearn.callback.resize.ProgressiveResize"]').count() == 1
     # and a query loaded from the address works too
     pg = tab.goto(base_url + 'search.html?q=fit_sgdr')
     _search_finished(pg)
-    assert any('api/schedule.html' in h for h in pg.eval_on_selector_all('#search-results ul.search li a', 'els => els.map(e => e.href)'))
+    assert any('api/learner.html' in h for h in pg.eval_on_selector_all('#search-results ul.search li a', 'els => els.map(e => e.href)'))
     assert not tab.errors, tab.errors
 
 def test_plots_are_images(tab, base_url, manifest):

@@ -1,4 +1,4 @@
-"Model EMA end to end: B0 on the digits, fine_tune's two phases, fastai's callbacks, export"
+"Model EMA: fine_tune's two phases, fastai's callbacks, export (B0 on all the digits with EMA: tests/test_train.py)"
 import warnings
 import pytest
 import torch
@@ -73,22 +73,6 @@ def test_validating_with_average_leaves_training_alone(small_digits):
     # outside `fit`, `learn.validate()` uses the live weights even with validate=True
     with l_avg.no_bar(): assert list(l_avg.validate()) == pytest.approx(list(live), abs=1e-6)
     assert same(state(l_avg.model), state(l_live.model))
-
-def test_ema_metrics_on_digits(digits):
-    # B0 from scratch on all the digits (small digits are too few to learn anything in seconds), 5 epochs of 1cycle
-    # (110 steps), validating with the average: the recorder holds the average's metrics, and both the average and
-    # the live weights are real models. Measured: live 0.96, EMA 0.95-0.96 (bench/ema_choice.py, 2 seeds).
-    dls = folder_dls(digits, bs=64)
-    learn = b0(dls, cbs=[EMA(validate=True)])
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(5, 1e-2)
-    recorded = [list(v) for v in learn.recorder.values]  # before `validate()` resets them
-    with learn.no_bar(): live = list(learn.validate())
-    with learn.no_bar(), learn.ema.averaged(): averaged = list(learn.validate())
-    print(f"\nB0 on digits, 5 epochs, accuracy: live {live[1]:.4f}, EMA {averaged[1]:.4f}; "
-          f"EMA accuracy per epoch: {[round(r[2], 4) for r in recorded]}")
-    assert recorded[-1][1:] == pytest.approx(averaged, abs=1e-6)
-    assert live[0] != averaged[0]
-    assert live[1] >= 0.9 and averaged[1] >= 0.85, (live, averaged)
 
 def test_channels_last_and_mixed_precision(small_dls):
     # On the CPU, MixedPrecision's autocast and GradScaler switch themselves off; the callbacks still run.

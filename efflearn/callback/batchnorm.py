@@ -8,7 +8,11 @@ Docs: https://efflearn.github.io/efflearn/callback.batchnorm.html.md"""
 from __future__ import annotations
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback, TrainEvalCallback
+from torch import nn
 from fastai.callback.training import bn_types
+
+# what `distrib_ctx(sync_bn=True)` makes of them is a BatchNorm too, but not one of fastai's `bn_types`
+_BN_TYPES = (*bn_types, nn.SyncBatchNorm)
 
 # %% auto #0
 __all__ = ['FreezeBN']
@@ -29,4 +33,4 @@ class FreezeBN(Callback):
         n_frozen = getattr(self.opt, 'frozen_idx', 0)
         group_of = {id(p):i for i,ps in enumerate(self.opt.param_lists) for p in ps}
         for m in self.model.modules():
-            if isinstance(m, bn_types) and (self.when == 'always' or group_of.get(id(m.weight), n_frozen) < n_frozen): m.eval()
+            if isinstance(m, _BN_TYPES) and (self.when == 'always' or group_of.get(id(m.weight), n_frozen) < n_frozen): m.eval()

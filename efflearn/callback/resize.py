@@ -67,8 +67,13 @@ class _LoaderSizes:
         self.dls = dls
         tfms = {id(t):t for dl in (dls.train, dls.valid) for t in _size_tfms(dl)}.values()
         self.own = {id(t):(t, t.size) for t in tfms}  # the transform too: its id stays its own while we hold it
-        # (h,w) each loader gives, from its last size transform (batch ones run after item ones); None: it has none
-        self.native = {name: as_hw(tfms[-1].size) if (tfms := _size_tfms(getattr(dls, name))) else None for name in ('train', 'valid')}
+        self.native = {name: self._output_shape(getattr(dls, name)) for name in ('train', 'valid')}
+
+    @staticmethod
+    def _output_shape(dl):
+        "(h,w) of the images `dl` gives, from its last size transform (batch ones run after item ones); None if it has none"
+        tfms = _size_tfms(dl)
+        return as_hw(tfms[-1].size) if tfms else None
 
     def load_at(self, name:str, short:int):
         "Scale the size transforms of `dls.<name>` so that it loads images with short side `short`"
@@ -116,7 +121,7 @@ class ProgressiveResize(Callback):
         # a hair of slack: `pct_train` is a running float sum, and a size starting exactly at an epoch must start there
         return self.sizes[bisect_right(self._size_starts, plan_progress(self.learn, pct_train) + 1e-9)]
 
-    def __call__(self, event_name):
+    def __call__(self, event_name:str): # fastai's name of the event, e.g. 'before_batch'
         "Events reach the callback only while it resizes a fit: not in `lr_find`, nor in `get_preds` after training"
         if event_name == 'before_fit' or self.resizing: super().__call__(event_name)
 
