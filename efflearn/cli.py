@@ -6,48 +6,76 @@ Docs: https://efflearn.github.io/efflearn/cli.html.md"""
 
 # %% ../nbs/22_cli.ipynb #4baa4913
 from __future__ import annotations
-import argparse, inspect, sys, time, warnings
+import argparse, difflib, inspect, os, re, sys, time, warnings
+from contextlib import contextmanager
+from csv import writer as csv_writer
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from fastcore.docments import docments  # a tenth of a second: the help's text is `train`'s docments
 # torch deprecates `torch.jit.script`, which fastai calls at import: not the command's user's concern
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
-from contextlib import contextmanager
-from datetime import datetime
-from pathlib import Path
-import torch
-import matplotlib.pyplot as plt
-from fastcore.docments import docments
-from fastai.learner import Learner, load_learner
-from fastai.callback.schedule import valley, slide, minimum, steep
-from fastai.metrics import accuracy
-from fastai.torch_core import default_device, set_seed
-from .models.archs import ARCHS, get_arch
-from .models.weights import PretrainedWeightsError
-from .data.datasets import digits_folder
-from .data.folder import check_image_folder, folder_dataloaders, unreadable_images
-from .callback.plan import plan_phase
-from .callback.resize import ProgressiveResize, check_sizes
-from .callback.schedule import sgdr_cycle_lens
-from .callback.fine_tune import frozen_phase
-from .callback.train_log import MAX_CM_CLASSES, TrainingLog, plot_losses, plot_lr_and_size, plot_confusion, plain_progress
-from .callback.tracker import StopOnInterrupt, SaveBest
-from .learner import efficientnet_learner
 
 # %% auto #0
-__all__ = ['UsageError', 'train', 'predict', 'parser', 'main']
+__all__ = ['ARCH_NAMES', 'MIN_SIZE', 'SCHEDULES', 'VALID_SIZES', 'UsageError', 'train', 'predict', 'parser', 'main']
 
 # %% ../nbs/22_cli.ipynb #d9da15fa
 class UsageError(Exception):
     "Bad command-line input: `main` prints the message as one line and exits with code 2"
 
-@contextmanager
-def _usage_errors():
-    "Setting up a run: the library's complaints about its arguments are usage errors"
-    try: yield
-    except (ValueError, TypeError, FileNotFoundError, PretrainedWeightsError) as e: raise UsageError(str(e).splitlines()[0]) from e
+ARCH_NAMES = ('b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'b8', 'v2_s', 'v2_m', 'v2_l', 'lite0', 'lite1', 'lite2', 'lite3', 'lite4')
+MIN_SIZE = 32  # EfficientNet downsamples 32x
+SCHEDULES,VALID_SIZES = ('one_cycle', 'sgdr'),('final', 'current')
 
-def _device(name:str|None)->torch.device:
+def _either(names:list)->str: return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+def _close(name:str, names, n:int=3)->list:
+    "Up to `n` of `names` like `name` (difflib's ratio >= 0.5), the nearest number first among equals: b9 is nearest b8"
+    num = lambda s: int(re.sub(r'\D', '', s) or -99)
+    ratio = {o: difflib.SequenceMatcher(None, name, o).ratio() for o in names}
+    return [o for o in sorted(names, key=lambda o: (-ratio[o], abs(num(o) - num(name))))[:n] if ratio[o] >= 0.5]
+
+def _arch_name(arch:str)->str:
+    "`arch` as one of `ARCH_NAMES` ('EfficientNet-B0' is 'b0', as `get_arch` reads it), or an error naming the close ones"
+    name = str(arch).strip().lower().replace('-', '_').removeprefix('efficientnet_').removeprefix('efficientnet')
+    if name in ARCH_NAMES: return name
+    close = _close(name, ARCH_NAMES)
+    hint = f"did you mean {_either(close)}? " if close else ''
+    raise UsageError(f"--arch {arch}: not an EfficientNet efflearn knows; {hint}(choices: {', '.join(ARCH_NAMES)})")
+
+def _check_sizes(sizes)->tuple:
+    "`sizes` as a tuple of growing whole numbers >= `MIN_SIZE`, or an error naming --sizes as typed"
+    typed = ','.join(map(str, sizes))
+    if not sizes: raise UsageError("--sizes: give at least one size, e.g. --sizes 224, or --sizes 64,128,224 to grow")
+    for s in sizes:
+        if not isinstance(s, int): raise UsageError(f"--sizes {typed}: {s} is not a whole number of pixels")
+        if s < MIN_SIZE: raise UsageError(f"--sizes {typed}: {s} px is too small; EfficientNet downsamples {MIN_SIZE}x, so sizes start at {MIN_SIZE}")
+    for a,b in zip(sizes, sizes[1:]):
+        if b <= a: raise UsageError(f"--sizes {typed}: sizes must grow ({b} comes after {a}); training starts at the first and ends at the last")
+    return tuple(sizes)
+
+# %% ../nbs/22_cli.ipynb #eb34c9ba
+def _cli_words(msg:str)->str:
+    "A library message in the command line's words: its options, not the Python arguments behind them"
+    for lib,cli in (("pretrained='path/to/weights.pth'", '--pretrained=FILE'), ('pretrained=False', '--no-pretrained')):
+        msg = msg.replace(lib, cli)
+    return re.sub(r'^ProgressiveResize(\([^)]*\))?: ', '', msg)
+
+@contextmanager
+def _option(name:str|None=None, typed=None):
+    "Setting up a run: the library's complaints are usage errors, in the CLI's words, naming the option they are about"
+    from efflearn.models.weights import PretrainedWeightsError
+    try: yield
+    except (ValueError, TypeError, FileNotFoundError, PretrainedWeightsError) as e:
+        msg = _cli_words(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise UsageError(msg if name is None else f"{name}{'' if typed is None else ' '+str(typed)}: {msg}") from e
+
+def _device(name:str|None):
+    import torch
+    from fastai.torch_core import default_device
     if name is None: return default_device()
     try: dev = torch.device(name)
-    except RuntimeError as e: raise UsageError(f"--device {name!r}: not a torch device (use cpu, cuda, cuda:1, mps)") from e
+    except RuntimeError as e: raise UsageError(f"--device {name}: not a torch device (use cpu, cuda, cuda:1, mps)") from e
     if dev.type == 'cuda' and not (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()):
         raise UsageError(f"--device {name}: no such CUDA device here (torch.cuda.device_count() is {torch.cuda.device_count()})")
     if dev.type == 'mps' and not torch.backends.mps.is_available(): raise UsageError(f"--device {name}: MPS is not available here")
@@ -56,6 +84,7 @@ def _device(name:str|None)->torch.device:
 # %% ../nbs/22_cli.ipynb #d6193a89
 def _sgdr_cycles(epochs:int|None, cycle_len:int, cycle_mult:float)->tuple[int, int]:
     "(cycles, epochs) of an SGDR run of `epochs` (default: 3 cycles)"
+    from efflearn.callback.schedule import sgdr_cycle_lens
     if epochs is None: return 3, sum(sgdr_cycle_lens(3, cycle_len, cycle_mult))
     totals = [sum(sgdr_cycle_lens(n, cycle_len, cycle_mult)) for n in range(1, epochs+2)]
     if epochs in totals: return totals.index(epochs)+1, epochs
@@ -64,36 +93,43 @@ def _sgdr_cycles(epochs:int|None, cycle_len:int, cycle_mult:float)->tuple[int, i
                      f"{cycle_mult:g} times: use --epochs {' or '.join(fits)}, or another --cycle-len/--cycle-mult")
 
 # %% ../nbs/22_cli.ipynb #d81b2a80
-def _fit(learn:Learner, schedule:str, epochs:int, lr:float, freeze_epochs:int, n_cycles:int|None, cycle_len:int, cycle_mult:float, cbs:list):
+def _fit(learn, schedule:str, epochs:int, lr:float, freeze_epochs:int, pretrained, n_cycles:int|None, cycle_len:int, cycle_mult:float, cbs:list):
+    from efflearn.callback.plan import plan_phase
+    from efflearn.callback.fine_tune import frozen_phase
+    # pretrained weights always go through `fine_tune`'s frozen phase, even of 0 epochs: it unfreezes the body and sets the LRs
     if schedule == 'one_cycle':
-        if freeze_epochs: learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs, cbs=cbs)
+        if pretrained: learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs, cbs=cbs)
         else: learn.fit_one_cycle(epochs, lr, cbs=cbs)
         return
     total = freeze_epochs + epochs
-    if freeze_epochs: lr = frozen_phase(learn, freeze_epochs, lr, total, cbs=cbs)  # `fine_tune`'s frozen phase and LRs
+    if pretrained: lr = frozen_phase(learn, freeze_epochs, lr, total, cbs=cbs)
     with plan_phase(learn, freeze_epochs, total):
         learn.fit_sgdr(n_cycles, cycle_len, lr_max=lr, cycle_mult=cycle_mult, cbs=cbs)
 
 # %% ../nbs/22_cli.ipynb #522a6ce1
 def _savefig(fig, fname:Path):
+    import matplotlib.pyplot as plt
     fig.savefig(fname, dpi=100, bbox_inches='tight'); plt.close(fig)
 
-def _find_lr(learn:Learner, out:Path, pretrained:bool)->tuple[float, str, dict]:
+def _find_lr(learn, out:Path, pretrained:bool)->tuple[float, str, dict]:
     "`lr_find`'s suggestion (`valley` to fine-tune, `minimum` from scratch), its name, and all four; the curve goes to `out/lr_find.png`"
-    sugg = learn.lr_find(suggest_funcs=(valley, slide, minimum, steep), show_plot=True)  # Agg (`main`): a file, no window
-    _savefig(plt.gcf(), out/'lr_find.png')
+    from fastai.callback.schedule import valley, slide, minimum, steep
+    from efflearn.callback.train_log import plot_lr_find
+    sugg = {k: float(v) for k,v in learn.lr_find(suggest_funcs=(valley, slide, minimum, steep), show_plot=False)._asdict().items()}
     name = 'valley' if pretrained else 'minimum'
-    return getattr(sugg, name), name, sugg._asdict()
+    _savefig(plot_lr_find(learn.recorder.lrs, learn.recorder.losses, sugg, chosen=name), out/'lr_find.png')
+    return sugg[name], name, sugg
 
 # %% ../nbs/22_cli.ipynb #b555ab2d
-def _finish(learn:Learner, log:TrainingLog, out:Path, interrupted:bool, t_start:float)->dict:
+def _finish(learn, log, out:Path, interrupted:bool, t_start:float)->dict:
     "Export the learner, plot the run and complete `metrics.json`; return the summary written there"
+    from efflearn.callback.train_log import MAX_CM_CLASSES, plot_losses, plot_lr_and_size, plot_confusion
     learn.export('learner.pkl')
     _savefig(plot_losses(log), out/'loss.png')
     _savefig(plot_lr_and_size(log), out/'lr_size.png')
     with learn.no_bar(): probs,targs,losses = learn.get_preds(with_loss=True)  # one pass: final accuracy and the matrix
     preds = probs.argmax(1)
-    final = {'accuracy': float((preds == targs).float().mean()), 'valid_loss': float(losses.mean())}
+    final = {'accuracy': float((preds == targs).float().mean()), 'valid_loss': float(losses.mean()), 'size': log.info['sizes'][-1]}
     vocab = learn.dls.vocab
     if len(vocab) <= MAX_CM_CLASSES: _savefig(plot_confusion(targs, preds, vocab), out/'confusion_matrix.png')
     else: log.info['confusion_matrix'] = f'left out: {len(vocab)} classes (more than {MAX_CM_CLASSES})'
@@ -108,99 +144,185 @@ def _finish(learn:Learner, log:TrainingLog, out:Path, interrupted:bool, t_start:
 # %% ../nbs/22_cli.ipynb #8329add8
 def _pretrained_arg(pretrained, default:bool):
     if pretrained is None: return default
-    if isinstance(pretrained, (bool, Path)): return pretrained
-    if Path(pretrained).is_dir(): raise UsageError(f"--pretrained {pretrained}: is a folder; give a weights file (.pth, .pt, .safetensors), "
-                                                   "or put PATH before --pretrained to use the architecture's ImageNet weights")
-    return pretrained
+    if isinstance(pretrained, bool): return pretrained
+    p = Path(pretrained)
+    if p.is_dir(): raise UsageError(f"--pretrained {pretrained}: is a folder; give a weights file (.pth, .pt, .safetensors), "
+                                    "or put PATH before --pretrained to use the architecture's ImageNet weights")
+    if p.suffix and not p.is_file(): raise UsageError(f"--pretrained {pretrained}: no such weights file")
+    return str(pretrained)  # a file, or the name of torchvision weights (IMAGENET1K_V1)
 
 def _default_out(arch:str)->Path: return Path('efflearn-runs')/f"{datetime.now():%Y%m%d-%H%M%S}-{arch}"
 
 def _say(*args): print(*args, flush=True)
 
+def _few(names:list, n:int=6)->str: return ', '.join(names) if len(names) <= n else f"{', '.join(names[:n-2])}, ..., {names[-1]}"
+
+# %% ../nbs/22_cli.ipynb #b34e89cc
+def _n(k:int, thing:str)->str: return f"{k} {thing}{'' if k == 1 else 's'}"
+
+def _summary(info:dict, out:Path)->str:
+    "The run in one line, before it starts: the data found, and what will train, how, where"
+    d,fe,e = info['data'],info['freeze_epochs'],info['epochs']
+    split = f"{d['train']}/ and {d['valid']}/" if d['valid'] else f"split 80/20 at random, seed {info['seed']}"
+    weights = {True: 'ImageNet weights', False: 'from scratch'}.get(info['pretrained'], f"weights {info['pretrained']}")
+    sizes = info['sizes']
+    size = f"{sizes[0]} px" if len(sizes) == 1 else f"sizes {'->'.join(map(str, sizes))} px, validating at {'the training size' if info['valid_size'] == 'current' else sizes[-1]}"
+    epochs = f"{_n(fe, 'frozen epoch')} then {e} unfrozen ({fe+e} in all)" if fe else _n(e, 'epoch')
+    schedule = (f"fine_tune, {epochs}" if info['pretrained'] else f"one cycle of {epochs}") if info['schedule'] == 'one_cycle' else \
+               f"SGDR, {epochs}, in {_n(info['cycles'], 'cycle')}"
+    return (f"efflearn train: {d['path']} ({split}): {len(d['classes'])} classes ({_few(d['classes'])}), {d['n_train']} train / "
+            f"{d['n_valid']} valid images | {info['arch']}, {weights} | {size} | {schedule} | {info['device']}, batch size "
+            f"{info['bs']} ({info['batches']} per epoch) | writing to {out}")
+
+def _size_note(sizes:tuple, valid_size:str)->str|None:
+    "Why the early rows read low, when they do"
+    if len(sizes) == 1: return None
+    if valid_size == 'current': return f"Each epoch validates at the size it trained at; the final accuracy is at {sizes[-1]} px."
+    return (f"Each epoch validates at {sizes[-1]} px, the final size: epochs trained at smaller sizes read low there until "
+            f"training reaches {sizes[-1]} px (--valid-size current validates at the training size instead).")
+
 # %% ../nbs/22_cli.ipynb #9944b598
-def train(path:str|Path|None=None, # image folder (class sub-folders, or `train/` and `valid/`); None: scikit-learn's digits
-          arch:str='b0',           # architecture: 'b0'...'b8', 'v2_s', 'v2_m', 'v2_l', 'lite0'...'lite4'
-          pretrained:bool|str|None=None, # ImageNet weights (True), a weights file, or False; None: True for a folder, False for the digits
-          epochs:int|None=None,    # epochs after the frozen ones (default 5; with 'sgdr', 3 cycles)
-          lr:float|None=None,      # base learning rate; None: `lr_find`'s suggestion
-          sizes:tuple|None=None,   # image sizes, growing (progressive resizing); default the architecture's (32 for the digits)
-          schedule:str='one_cycle', # 'one_cycle' (`fine_tune`/`fit_one_cycle`) or 'sgdr' (warm restarts)
-          bs:int=64,               # batch size
-          freeze_epochs:int=1,     # head-only epochs first, when pretrained
-          cycle_len:int=1,         # with 'sgdr': epochs in the first cycle
-          cycle_mult:float=2,      # with 'sgdr': each cycle this many times longer than the one before
-          out:str|Path|None=None,  # folder for the learner, weights, metrics and plots; default `efflearn-runs/<date>-<time>-<arch>`
-          device:str|None=None,    # 'cpu', 'cuda', 'cuda:1', 'mps'; default the first GPU if any
-          seed:int=42,             # seed of the validation split, the initial weights and the batches
-          workers:int|None=None,   # data loading processes; default fastai's (0 for the digits)
-          augment:bool|None=None,  # flips, crops, rotations, lighting; None: on for a folder, off for the digits
-          verify:bool=True,        # open every image before training to find unreadable ones
-         )->Learner:
-    "Train an EfficientNet on an image folder and write the learner, best weights, metrics and plots to `out`"
-    t_start = time.time()
-    digits = path is None
-    if schedule not in ('one_cycle', 'sgdr'): raise UsageError(f"--schedule {schedule!r}: use one_cycle or sgdr")
-    with _usage_errors():
-        folder = check_image_folder(digits_folder() if digits else path, verify=verify)
-        spec = get_arch(arch)
-        arch = spec.name
-        sizes = check_sizes(sizes or ((32,) if digits else (spec.train_size,)))
-        pretrained = _pretrained_arg(pretrained, default=not digits)
-        freeze_epochs = freeze_epochs if pretrained else 0
-        n_cycles,epochs = _sgdr_cycles(epochs, cycle_len, cycle_mult) if schedule == 'sgdr' else (None, epochs or 5)
-        dev = _device(device)
-        out = Path(out) if out is not None else _default_out(arch)
-        out.mkdir(parents=True, exist_ok=True)
-        set_seed(seed)
-        dls = folder_dataloaders(folder, size=sizes[-1], bs=bs, augment=not digits if augment is None else augment,
-                                 seed=seed, num_workers=0 if digits and workers is None else workers, device=dev)
+def _setup(path, digits:bool, arch:str, pretrained, sizes, bs:int, seed:int, workers, augment, verify:bool, device, out):
+    "The checked folder, the learner on its data, the sizes, the device and the output folder; bad input is a `UsageError`"
+    from fastai.metrics import accuracy
+    from fastai.torch_core import set_seed
+    from efflearn.models.archs import get_arch
+    from efflearn.data.datasets import digits_folder
+    from efflearn.data.folder import check_image_folder, folder_dataloaders
+    from efflearn.learner import efficientnet_learner
+    with _option(): folder = check_image_folder(digits_folder() if digits else path, verify=verify)
+    sizes = sizes or ((32, 48) if digits else (get_arch(arch).train_size,))
+    dev,out = _device(device),Path(out) if out is not None else _default_out(arch)
+    set_seed(seed)
+    with _option(): dls = folder_dataloaders(folder, size=sizes[-1], bs=bs, augment=not digits if augment is None else augment,
+                                             seed=seed, num_workers=0 if digits and workers is None else workers, device=dev)
+    if not len(dls.train): raise UsageError(f"--bs {bs}: more than the {len(dls.train_ds)} training images, so not one whole batch "
+                                            f"per epoch; use --bs {len(dls.train_ds)} or less")
+    with _option('--pretrained', None if isinstance(pretrained, bool) else pretrained):
         learn = efficientnet_learner(dls, arch, pretrained=pretrained, metrics=accuracy, path=out, model_dir='.')
-    _say(f"efflearn train: {arch} ({'pretrained: '+str(pretrained) if pretrained else 'from scratch'}) on {folder.path}: "
-         f"{len(dls.train_ds)} train / {len(dls.valid_ds)} valid images, {len(dls.vocab)} classes; "
-         f"sizes {', '.join(map(str, sizes))}px; {dev}; writing to {out}")
-    stop = StopOnInterrupt()
-    info = dict(arch=arch, pretrained=str(pretrained) if isinstance(pretrained, (str, Path)) else pretrained,
-                data={'path': str(folder.path), 'train': folder.train, 'valid': folder.valid, 'classes': folder.classes,
-                      'n_train': len(dls.train_ds), 'n_valid': len(dls.valid_ds)},
-                sizes=list(sizes), schedule=schedule, epochs=epochs, freeze_epochs=freeze_epochs, bs=bs, seed=seed, device=str(dev))
-    log = TrainingLog(out/'metrics.json', **info)
-    with learn.added_cbs(stop), stop.listening(), plain_progress(learn):
+    out.mkdir(parents=True, exist_ok=True)
+    return folder,learn,sizes,dev,out
+
+# %% ../nbs/22_cli.ipynb #27c773ab
+def _run(learn, info:dict, out:Path, lr:float|None, cycle_len:int, cycle_mult:float, log_every:float, t_start:float)->tuple[bool, dict]:
+    "lr_find unless `lr` is given, the training, and the files; whether Ctrl-C stopped it, and what `metrics.json` says"
+    from efflearn.callback.resize import ProgressiveResize
+    from efflearn.callback.train_log import TrainingLog, run_progress
+    from efflearn.callback.tracker import StopOnInterrupt, SaveBest
+    stop,log = StopOnInterrupt(),TrainingLog(out/'metrics.json', show=True, **info)
+    # `TrainingLog` prints the run's table, numbered over the whole run: fastai's own, one per fit, stays out (`no_logging`)
+    with learn.added_cbs(stop), stop.listening(), learn.no_logging(), run_progress(learn, every=log_every):
         if lr is None:
-            lr,name,suggestions = _find_lr(learn, out, bool(pretrained))
+            lr,name,suggestions = _find_lr(learn, out, bool(info['pretrained']))
             lr_info = {'source': f'lr_find ({name})', 'lr_find': suggestions}
             _say(f"lr_find suggests {lr:.2e} ({name}): training at that learning rate (the curve is in {out/'lr_find.png'})")
         else: lr_info = {'source': '--lr'}
         log.info['lr'] = {'value': lr, **lr_info}
         if not stop.interrupted:
-            cbs = [log, SaveBest()] + ([ProgressiveResize(sizes)] if len(sizes) > 1 else [])
-            _fit(learn, schedule, epochs, lr, freeze_epochs, n_cycles, cycle_len, cycle_mult, cbs)
-    summary = _finish(learn, log, out, stop.interrupted, t_start)
-    best = summary['best']
-    _say(("Interrupted; saved what was trained. " if stop.interrupted else "") +
-         f"Validation accuracy {summary['final']['accuracy']:.4f}" +
-         (f" (best {best['accuracy']:.4f}, in epoch {best['epoch']} of {len(log.rows)})" if best else '') +
-         f" after {summary['seconds']:.0f}s; wrote {', '.join(summary['files'])} to {out}")
-    learn.interrupted = stop.interrupted
+            sizes = info['sizes']
+            cbs = [log, SaveBest()] + ([ProgressiveResize(sizes, valid=info['valid_size'])] if len(sizes) > 1 else [])
+            _fit(learn, info['schedule'], info['epochs'], lr, info['freeze_epochs'], info['pretrained'], info['cycles'], cycle_len, cycle_mult, cbs)
+    return stop.interrupted,_finish(learn, log, out, stop.interrupted, t_start)
+
+def _report(info:dict, out:Path, interrupted:bool):
+    "The result, where everything was written, and what to do next"
+    best,final = info['best'],info['final']
+    _say(("Interrupted; saved what was trained. " if interrupted else "") + f"Validation accuracy {final['accuracy']:.4f} at "
+         f"{final['size']} px" + (f" (best {best['accuracy']:.4f}, in epoch {best['epoch']} of {info['total_epochs']})" if best else '') +
+         f" after {info['seconds']:.0f}s.")
+    what = {'learner.pkl': 'the final model', 'best.pth': f"epoch {best['epoch']}'s weights" if best else None,
+            'metrics.json': 'settings and a row per epoch'}
+    _say(f"Wrote to {out}: " + ', '.join(f"{f} ({what[f]})" if what.get(f) else f for f in info['files']))
+    _say(f"Predict: efflearn predict {out} IMAGE_OR_FOLDER... (prints and writes predictions.csv); "
+         f"in Python, fastai's load_learner('{out/'learner.pkl'}'). Resuming an interrupted run (--resume) is not there yet: "
+         "it comes with the reliability work.")
+
+# %% ../nbs/22_cli.ipynb #2c834a7e
+def train(path:str|Path|None=None, # image folder: class sub-folders, or train/ and valid/ (or val/); without it, scikit-learn's digits
+          arch:str='b0',           # architecture: b0...b8, v2_s, v2_m, v2_l, lite0...lite4 (efficientnet-b0 is b0)
+          pretrained:bool|str|None=None, # the architecture's ImageNet weights (True) or a weights file; False: from scratch; default True for a folder, False for the digits
+          epochs:int|None=None,    # epochs after the --freeze-epochs head-only ones (which come first when pretrained): --epochs 2 trains 3, numbered 1 to 3 (default 5, 6 for the digits; with sgdr, 3 cycles)
+          lr:float|None=None,      # base learning rate; default lr_find's suggestion
+          sizes:tuple|None=None,   # image sizes in pixels, growing (progressive resizing), e.g. 64,224; default the architecture's (32,48 for the digits)
+          valid_size:str='final',  # with several sizes, validate each epoch at the final size (early epochs, trained smaller, read low) or the current training size
+          schedule:str='one_cycle', # one_cycle (fine_tune when pretrained, else fit_one_cycle) or sgdr (warm restarts)
+          bs:int=64,               # batch size
+          freeze_epochs:int=1,     # head-only epochs first, when pretrained
+          cycle_len:int=1,         # with sgdr: epochs in the first cycle
+          cycle_mult:float=2,      # with sgdr: each cycle this many times longer than the one before
+          out:str|Path|None=None,  # folder for the learner, weights, metrics and plots; default `efflearn-runs/<date>-<time>-<arch>`
+          device:str|None=None,    # cpu, cuda, cuda:1, mps; default the first GPU if any
+          seed:int=42,             # seed of the validation split, the initial weights and the batches
+          workers:int|None=None,   # data loading processes; default fastai's (0 for the digits)
+          augment:bool|None=None,  # flips, crops, rotations, lighting; default on for a folder, off for the digits
+          verify:bool=True,        # open every image before training to find unreadable ones
+          log_every:float=30.,     # in a log file or a pipe, seconds between progress lines within an epoch
+         ):
+    "Train an EfficientNet on an image folder and write the learner, best weights, metrics and plots to `out`"
+    t_start,digits = time.time(),path is None
+    arch = _arch_name(arch)
+    if sizes is not None: sizes = _check_sizes(sizes)
+    for name,value,allowed in (('--schedule', schedule, SCHEDULES), ('--valid-size', valid_size, VALID_SIZES)):
+        if value not in allowed: raise UsageError(f"{name} {value}: use {' or '.join(allowed)}")
+    if not digits and not Path(path).exists(): raise UsageError(f"{path}: no such folder")
+    pretrained = _pretrained_arg(pretrained, default=not digits)
+    freeze_epochs = freeze_epochs if pretrained else 0
+    n_cycles,epochs = _sgdr_cycles(epochs, cycle_len, cycle_mult) if schedule == 'sgdr' else (None, epochs or (6 if digits else 5))
+    folder,learn,sizes,dev,out = _setup(path, digits, arch, pretrained, sizes, bs, seed, workers, augment, verify, device, out)
+    info = dict(arch=arch, pretrained=pretrained, sizes=list(sizes), valid_size=valid_size, schedule=schedule, epochs=epochs,
+                freeze_epochs=freeze_epochs, total_epochs=freeze_epochs+epochs, cycles=n_cycles, bs=bs, batches=len(learn.dls.train),
+                seed=seed, device=str(dev), data={'path': str(folder.path), 'train': folder.train, 'valid': folder.valid,
+                'classes': folder.classes, 'n_train': len(learn.dls.train_ds), 'n_valid': len(learn.dls.valid_ds)})
+    _say(_summary(info, out))
+    if note := _size_note(sizes, valid_size): _say(note)
+    interrupted,info = _run(learn, info, out, lr, cycle_len, cycle_mult, log_every, t_start)
+    _report(info, out, interrupted)
+    learn.interrupted = interrupted
     return learn
 
 # %% ../nbs/22_cli.ipynb #b423205b
 def _image_files(images)->list[Path]:
-    "Files named in `images`; a folder stands for the images in it"
+    "Files named in `images`; a folder stands for the images in it, sorted"
     from fastai.data.transforms import get_image_files
     files = []
     for i in map(Path, images):
-        if i.is_dir(): files += get_image_files(i)
+        if i.is_dir(): files += sorted(get_image_files(i))
         elif i.is_file(): files.append(i)
-        else: raise UsageError(f"{i}: no such file")
+        else: raise UsageError(f"{i}: no such file or folder")
     if not files: raise UsageError(f"no images in {', '.join(map(str, images))}")
     return files
 
+def _count(done:int, total:int):
+    "A bar redrawn in place in a terminal, a line per step in a log"
+    tty,filled = sys.stderr.isatty(),20*done//total
+    print(f"predicting |{'#'*filled}{'-'*(20-filled)}| {done}/{total} images", end='\r' if tty and done < total else '\n',
+          file=sys.stderr, flush=True)
+
+def _probabilities(learn, files:list, chunk:int=256):
+    "Class probabilities of `files`, `chunk` images at a time, counted on stderr when there is more than one chunk"
+    import torch
+    probs = []
+    for i in range(0, len(files), chunk):
+        with learn.no_bar(): probs.append(learn.get_preds(dl=learn.dls.test_dl(files[i:i+chunk], num_workers=0))[0])
+        if len(files) > chunk: _count(min(i+chunk, len(files)), len(files))
+    return torch.cat(probs)
+
+def _write_csv(fname, results:list, top:int):
+    with open(fname, 'w', newline='') as f:
+        w = csv_writer(f)
+        w.writerow(['path', 'class', 'probability'] + [f'{k}_{i}' for i in range(2, top+1) for k in ('class', 'probability')])
+        w.writerows([str(p)] + [v for c,q in classes for v in (c, f'{q:.6f}')] for p,classes in results)
+
+# %% ../nbs/22_cli.ipynb #ba6a4ea6
 def predict(model:str|Path,        # `learner.pkl` from `efflearn train` (or `learn.export()`), or the folder it is in
             images:list,           # image files, or folders of images
             top:int=3,             # how many classes to give for each image
-            device:str|None=None,  # 'cpu', 'cuda'...; default the first GPU if any
+            device:str|None=None,  # cpu, cuda...; default the first GPU if any
+            csv:str|Path|None=None, # also write the predictions to this CSV file: path, class, probability, then the next classes
            )->list[tuple[Path, list[tuple[str, float]]]]:
     "The `top` classes and their probabilities for each image, from an exported learner"
+    from fastai.learner import load_learner
+    from efflearn.data.folder import unreadable_images
     model = Path(model)
     if model.is_dir(): model = model/'learner.pkl'
     if not model.is_file(): raise UsageError(f"{model}: no such file; give the learner.pkl that `efflearn train` wrote, or its folder")
@@ -213,80 +335,117 @@ def predict(model:str|Path,        # `learner.pkl` from `efflearn train` (or `le
             warnings.simplefilter('ignore', UserWarning)
             learn = load_learner(model, cpu=dev.type != 'cuda')
     except Exception as e: raise UsageError(f"{model}: not a learner exported by fastai ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-    dl = learn.dls.test_dl(files, num_workers=0)
-    with learn.no_bar(): probs,_ = learn.get_preds(dl=dl)
-    top = min(top, probs.shape[1])
-    p,idx = probs.topk(top, dim=1)
-    return [(f, [(str(learn.dls.vocab[j]), float(q)) for q,j in zip(ps, js)]) for f,ps,js in zip(files, p, idx)]
+    probs = _probabilities(learn, files)
+    p,idx = probs.topk(min(top, probs.shape[1]), dim=1)
+    results = [(f, [(str(learn.dls.vocab[j]), float(q)) for q,j in zip(ps, js)]) for f,ps,js in zip(files, p, idx)]
+    if csv: _write_csv(csv, results, p.shape[1])
+    return results
 
 # %% ../nbs/22_cli.ipynb #0cb65d62
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
+        # argparse says "argument --epochs: 'two': ..."; the rest of the command says "--epochs two: ..."
+        message = re.sub(r"^argument (--[\w-]+): '(.*?)': ", r"\1 \2: ", message)
+        message = re.sub(r"^argument (--[\w-]+): invalid choice: '(.*?)'", r"\1 \2: invalid choice", message)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-def _whole(least:int):
-    "argparse type: a whole number >= `least`"
-    def _parse(s:str)->int:
-        try: v = int(s)
-        except ValueError: v = least-1
-        if v < least: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number >= {least}")
+def _number(least:float, kind=int):
+    "argparse type: a number of `kind` >= `least`"
+    def _parse(s:str):
+        try: v = kind(s)
+        except ValueError: v = None
+        if v is None or not v >= least: raise argparse.ArgumentTypeError(f"'{s}': not a {'whole ' if kind is int else ''}number >= {least:g}")
         return v
     return _parse
 
-_positive,_non_negative = _whole(1),_whole(0)
-
 def _sizes(s:str)->tuple:
     try: return tuple(int(o) for o in s.split(','))
-    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of pixel sizes, e.g. 64,224,299")
+    except ValueError: raise argparse.ArgumentTypeError(f"'{s}': not a comma-separated list of pixel sizes, e.g. 64,224,299")
 
 def _lr(s:str)->float:
     try: v = float(s)
     except ValueError: v = -1
-    if not v > 0: raise argparse.ArgumentTypeError(f"{s!r} is not a positive number, e.g. 1e-3")
+    if not v > 0: raise argparse.ArgumentTypeError(f"'{s}': not a positive number, e.g. 1e-3")
     return v
 
+def _version()->str:
+    "efflearn's version and those of the libraries it trains with, from their metadata (importing them takes seconds)"
+    def _v(p):
+        try: return version(p)
+        except PackageNotFoundError: return 'not installed'
+    return f"efflearn {_v('efflearn')} (fastai {_v('fastai')}, torch {_v('torch')}, torchvision {_v('torchvision')}, Python {sys.version.split()[0]})"
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help="print the versions of efflearn and of the libraries it trains with")
+    def __call__(self, parser, *args):
+        print(_version())
+        parser.exit()
+
 # %% ../nbs/22_cli.ipynb #8c068374
+_TRAIN_EXAMPLES = """examples:
+  efflearn train                                        # scikit-learn's digits, 32 then 48 px: a couple of minutes on a CPU
+  efflearn train photos/ --arch b0 --sizes 64,224 --epochs 5
+  efflearn train photos/ --pretrained=b0.pth --schedule sgdr --epochs 7
+  efflearn predict efflearn-runs/<run> photos/new/      # top classes, printed and written to predictions.csv"""
+
 def _train_args(p):
     doc = docments(train)  # each option's help is the comment on `train`'s parameter: one source for both
-    p.add_argument('path', nargs='?', help=doc['path'])
-    p.add_argument('--arch', default='b0', help=doc['arch'] + f" (choices: {', '.join(ARCHS)})")
+    defaults = {k: v.default for k,v in inspect.signature(train).parameters.items()}
+    p.add_argument('path', nargs='?', metavar='PATH', help=doc['path'])
+    metavars = dict(epochs='N', lr='LR', sizes='64,224', bs='N', freeze_epochs='N', cycle_len='N', cycle_mult='X', out='DIR', device='DEV', seed='N', workers='N', log_every='SECONDS')
+    p.add_argument('--arch', default='b0', help=doc['arch'] + " (default b0)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument('--pretrained', nargs='?', const=True, default=None, metavar='FILE', help=doc['pretrained'] + "; a file: --pretrained=FILE")
-    g.add_argument('--no-pretrained', dest='pretrained', action='store_false', help="train from scratch: pretrained False")
+    g.add_argument('--pretrained', nargs='?', const=True, default=None, metavar='FILE', help="the architecture's ImageNet weights "
+                   "(the default for a folder), or with --pretrained=FILE a weights file (.pth, .pt, .safetensors)")
+    g.add_argument('--no-pretrained', dest='pretrained', action='store_false', help="train from scratch (the default for the digits)")
     p.add_argument('--augment', action=argparse.BooleanOptionalAction, default=None, help=doc['augment'])
     p.add_argument('--no-verify', dest='verify', action='store_false', help="do not " + doc['verify'])
-    for name,typ in (('epochs', _positive), ('lr', _lr), ('sizes', _sizes), ('bs', _positive), ('freeze_epochs', _non_negative),
-                     ('cycle_len', _positive), ('cycle_mult', float), ('out', str), ('device', str), ('seed', int), ('workers', _non_negative)):
-        default = inspect.signature(train).parameters[name].default
-        p.add_argument('--' + name.replace('_', '-'), type=typ, default=default, help=doc[name] + ('' if default is None else f' (default {default})'))
-    p.add_argument('--schedule', choices=('one_cycle', 'sgdr'), default='one_cycle', help=doc['schedule'] + " (default one_cycle)")
+    for name,typ in (('epochs', _number(1)), ('lr', _lr), ('sizes', _sizes), ('bs', _number(1)), ('freeze_epochs', _number(0)),
+                     ('cycle_len', _number(1)), ('cycle_mult', _number(1, float)), ('out', str), ('device', str), ('seed', _number(0)),
+                     ('workers', _number(0)), ('log_every', _number(0, float))):
+        default = defaults[name]
+        p.add_argument('--' + name.replace('_', '-'), type=typ, default=default, metavar=metavars[name], help=doc[name] + ('' if default is None else f' (default {default})'))
+    for name,choices in (('schedule', SCHEDULES), ('valid_size', VALID_SIZES)):
+        p.add_argument('--' + name.replace('_', '-'), choices=choices, default=defaults[name], help=doc[name] + f" (default {defaults[name]})")
 
 def _predict_args(p):
     doc = docments(predict)
-    p.add_argument('model', help=doc['model'] + "; it is unpickled, so only load files you trust")
-    p.add_argument('images', nargs='+', help=doc['images'])
-    p.add_argument('--top', type=_positive, default=3, help=doc['top'] + " (default 3)")
+    p.add_argument('model', metavar='MODEL', help=doc['model'] + "; it is unpickled, so only load files you trust")
+    p.add_argument('images', nargs='+', metavar='IMAGE_OR_FOLDER', help=doc['images'])
+    p.add_argument('--top', type=_number(1), default=3, help=doc['top'] + " (default 3)")
     p.add_argument('--device', help=doc['device'])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument('--csv', default='predictions.csv', metavar='FILE', help="write the predictions to this CSV file: path, class, "
+                   "probability, then the next classes (default predictions.csv)")
+    g.add_argument('--no-csv', dest='csv', action='store_const', const=None, help="print the predictions only")
 
 def parser()->argparse.ArgumentParser:
     "The `efflearn` command's argument parser"
     p = _Parser(prog='efflearn', description="Train EfficientNets on image folders with fastai, and predict with them.")
+    p.add_argument('--version', action=_Version)
     sub = p.add_subparsers(dest='command', required=True, parser_class=_Parser)
-    _train_args(sub.add_parser('train', help="train on an image folder (default: scikit-learn's digits)", description=train.__doc__))
+    _train_args(sub.add_parser('train', help="train on an image folder (default: scikit-learn's digits)", description="Train an EfficientNet on an image folder (or, without PATH, on "
+                               "scikit-learn's digits) and write the learner, the best weights, metrics.json and plots to --out.",
+                               epilog=_TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
     _predict_args(sub.add_parser('predict', help="top classes of images, from a trained learner", description=predict.__doc__))
     return p
 
 # %% ../nbs/22_cli.ipynb #0d1488f0
+def _predict_command(csv=None, **kwargs)->int:
+    results = predict(csv=csv, **kwargs)
+    for f,classes in results: print(f"{f}: " + ', '.join(f"{c} {p:.3f}" for c,p in classes))
+    if csv: print(f"efflearn predict: {len(results)} images; wrote {csv}", file=sys.stderr)
+    return 0
+
 def main(argv:list|None=None, # arguments (default `sys.argv[1:]`)
         )->int:
     "`efflearn train` and `efflearn predict`; returns the exit code: 0, 2 for bad input, 130 after Ctrl-C"
     args = vars(parser().parse_args(argv))
     command = args.pop('command')
-    plt.switch_backend('Agg')  # files only, never a window
     try:
-        if command == 'predict':
-            for f,classes in predict(**args): print(f"{f}: " + ', '.join(f"{c} {p:.3f}" for c,p in classes))
-            return 0
+        if command == 'predict': return _predict_command(**args)
+        os.environ['MPLBACKEND'] = 'Agg'  # files only, never a window (and `matplotlib.use` would import it now: 0.3 s)
         return 130 if train(**args).interrupted else 0
     except UsageError as e:
         print(f"efflearn {command}: error: {e}", file=sys.stderr)

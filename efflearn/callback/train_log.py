@@ -9,20 +9,22 @@ from __future__ import annotations
 import json, math, sys, time
 from contextlib import contextmanager
 from pathlib import Path
+import numpy as np
 import matplotlib.pyplot as plt
-from fastcore.basics import store_attr
+from fastcore.basics import patch, store_attr
 from fastai.imports import noop  # fastai's own (`no_logging` sets it), not fastcore's
 from fastcore.imports import IN_NOTEBOOK
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
-from fastprogress.fastprogress import format_time
+from fastprogress.fastprogress import format_time, progress_bar
 from fastai.learner import Learner
+from .plan import plan_epochs, plan_progress
 from .resize import ProgressiveResize
 from sklearn.metrics import ConfusionMatrixDisplay
 
 # %% auto #0
-__all__ = ['MAX_CM_CLASSES', 'TrainingLog', 'plot_losses', 'plot_lr_and_size', 'plot_confusion', 'PlainProgress', 'plain_output',
-           'plain_progress']
+__all__ = ['MAX_CM_CLASSES', 'TrainingLog', 'plot_losses', 'plot_lr_and_size', 'plot_lr_find', 'plot_confusion', 'PlainProgress',
+           'RunProgress', 'plain_output', 'plain_progress', 'run_progress']
 
 # %% ../../nbs/19_callback.train_log.ipynb #1bf6b4b4
 def _finite(x):
@@ -31,85 +33,239 @@ def _finite(x):
     return x if math.isfinite(x) else None
 
 # %% ../../nbs/19_callback.train_log.ipynb #7fd4221a
+def _phase(opt)->str:
+    "'frozen' while some parameter groups do not train (the body, in `fine_tune`'s first phase), else 'unfrozen'"
+    return 'frozen' if getattr(opt, 'frozen_idx', 0) > 0 else 'unfrozen'
+
+def _fmt(v)->str:
+    if isinstance(v, float): return f'{v:.6f}' if abs(v) < 1e3 else f'{v:.4g}'
+    return str(v)
+
+def _table_line(values, widths)->str: return '  '.join(_fmt(v).ljust(w) for v,w in zip(values, widths)).rstrip()
+
+# %% ../../nbs/19_callback.train_log.ipynb #bb11ee16
 class TrainingLog(Callback):
-    "Record a run across fits: a row per epoch, and the loss, LR and image size of every training iteration"
-    order,run_valid = ProgressiveResize.order+1, False  # after `ProgressiveResize` and `GroupLRRecorder` end each fit
+    "Record a run across fits: a row per epoch, numbered over the run, and the loss, LRs, size and frozen groups of every training iteration"
+    order = ProgressiveResize.order+1  # after `ProgressiveResize` and `GroupLRRecorder` end each fit
     def __init__(self,
-                 fname:str|Path|None=None, # write `rows` and `info` to this JSON file after every epoch and fit
+                 fname:str|Path|None=None, # write `info` and the `rows` to this JSON file after every epoch and fit
+                 show:bool=False,          # print each row (inside `learn.no_logging()`, in place of fastai's table of each fit)
                  **info):                  # anything else to write to the file (arch, data, LR used...)
-        store_attr('fname,info')
-        self.rows,self.losses,self.lrs,self.sizes,self.fit_starts = [],[],[],[],[]
+        store_attr('fname,show,info')
+        self.rows,self.losses,self.lrs,self.sizes,self.frozen,self.fit_starts = [],[],[],[],[],[]
 
     def before_fit(self):
         self.active = not hasattr(self.learn, 'lr_finder')  # `lr_find` is a measurement, not part of the run
-        if self.active: self._sizes,self._trained = [],False
+        if not self.active: return
+        self._sizes,self._frozen,self._trained = [],[],False
+        total = plan_epochs(self.learn)
+        done = plan_progress(self.learn, 0)*total
+        if not done and total == self.n_epoch: done,total = len(self.rows),len(self.rows) + self.n_epoch  # no plan: continue the run
+        self._first,self.n_epochs = round(done),round(total)
 
-    def before_train(self): self._trained,self._t_epoch = True,time.time()  # `validate`/`get_preds` never train
+    def run_epoch(self)->tuple[int, int]:
+        "The current epoch's number in the run, from 1, and the run's number of epochs"
+        return self._first + self.epoch + 1, self.n_epochs
+
+    def before_train(self): self._trained,self._epoch_start,self._valid_size,self._t_epoch = True,len(self._sizes),None,time.time()
 
     def after_batch(self):
-        if self.active and self.training: self._sizes.append(min(self.xb[0].shape[-2:]))  # shape only: no sync
+        if not self.active: return
+        size = min(self.xb[0].shape[-2:])  # what the model saw: a shape, no device sync
+        if not self.training: self._valid_size = size
+        else: self._sizes.append(size); self._frozen.append(getattr(self.opt, 'frozen_idx', 0))
 
-    def after_epoch(self):
-        if not (self.active and self._trained): return
-        names,log = self.recorder.metric_names[1:-1], self.recorder.log[1:-1]  # without 'epoch' and 'time'
-        row = {'epoch': len(self.rows) + 1, 'fit': len(self.fit_starts),
-               'iteration': len(self.losses) + len(self._sizes)}  # training iterations of the run so far
-        row.update({n: _finite(v) for n,v in zip(names, log) if v is not None})
-        row['size'] = self._sizes[-1] if self._sizes else None
-        row['lr'] = float(self.opt.hypers[-1]['lr'])  # the head's; the others are in `lrs`
-        row['seconds'] = round(time.time() - self._t_epoch, 2)
-        self.rows.append(row)
-        self.save()
+# %% ../../nbs/19_callback.train_log.ipynb #77c23755
+@patch
+def after_epoch(self:TrainingLog):
+    if not (self.active and self._trained): return  # `validate`/`get_preds` never train
+    names,log = self.recorder.metric_names[1:-1], self.recorder.log[1:-1]  # without 'epoch' and 'time'
+    sizes = self._sizes[self._epoch_start:]
+    row = {'epoch': self.run_epoch()[0], 'phase': _phase(self.opt), 'fit': len(self.fit_starts),
+           'iteration': len(self.losses) + len(self._sizes)}  # training iterations of the run so far
+    row.update({n: _finite(v) for n,v in zip(names, log) if v is not None})
+    row.update(train_size=sizes[-1] if sizes else None, train_sizes=list(dict.fromkeys(sizes)), valid_size=self._valid_size)
+    row['lr'] = float(self.opt.hypers[-1]['lr'])  # the head's; every group's is in `lrs`
+    row['seconds'] = round(time.time() - self._t_epoch, 2)
+    self.rows.append(row)
+    if self.show: self._print_row(row, names)
+    self.save()
 
-    def after_fit(self):
-        if not (getattr(self, 'active', False) and self._trained): return
-        self.active = False
-        self.fit_starts.append(len(self.losses))
-        n = len(self.recorder.losses)
-        self.losses += [float(o) for o in self.recorder.losses]
-        group_lrs = getattr(self.recorder, 'hps', {}).get('group_lr')
-        self.lrs += list(group_lrs[:n]) if group_lrs is not None else [[lr] for lr in self.recorder.lrs[:n]]
-        self.sizes += self._sizes[:n]
-        self.save()
+@patch
+def _print_row(self:TrainingLog, row, names):
+    cols = ['epoch', 'phase', 'train_px', 'valid_px', *names, 'time']
+    if not getattr(self, '_widths', None):
+        self._widths = [max(len(n), 9) for n in cols]
+        print(_table_line(cols, self._widths), flush=True)
+    sizes = '>'.join(map(str, row['train_sizes']))  # '32>48': the size changed within the epoch
+    values = [f"{row['epoch']}/{self.n_epochs}", row['phase'], sizes, row['valid_size'], *[row.get(n) for n in names], format_time(row['seconds'])]
+    print(_table_line(values, self._widths), flush=True)
 
-    def save(self):
-        "Write `info` and `rows` to `fname`, atomically, if given"
-        if self.fname is None: return
-        fname = Path(self.fname)
-        tmp = fname.with_suffix('.tmp')
-        tmp.write_text(json.dumps({**self.info, 'epochs': self.rows}, indent=1, default=str))
-        tmp.replace(fname)  # a reader, or a crash mid-write, never sees half a file
+@patch
+def after_fit(self:TrainingLog):
+    if not (getattr(self, 'active', False) and self._trained): return
+    self.active = False
+    self.fit_starts.append(len(self.losses))
+    n = len(self.recorder.losses)
+    self.losses += [float(o) for o in self.recorder.losses]
+    group_lrs = getattr(self.recorder, 'hps', {}).get('group_lr')
+    self.lrs += list(group_lrs[:n]) if group_lrs is not None else [[lr] for lr in self.recorder.lrs[:n]]
+    self.sizes += self._sizes[:n]
+    self.frozen += self._frozen[:n]
+    self.save()
+
+@patch
+def save(self:TrainingLog):
+    "Write `info` and `rows` to `fname`, atomically, if given"
+    if self.fname is None: return
+    fname = Path(self.fname)
+    tmp = fname.with_suffix('.tmp')
+    tmp.write_text(json.dumps({**self.info, 'rows': self.rows}, indent=1, default=str))
+    tmp.replace(fname)  # a reader, or a crash mid-write, never sees half a file
 
 # %% ../../nbs/19_callback.train_log.ipynb #86b72bea
-def _fit_lines(ax, log:TrainingLog):
-    for s in log.fit_starts[1:]: ax.axvline(s, color='grey', linestyle='--', linewidth=0.8)
+def _changes(values)->list[tuple[int, object, object]]:
+    "(index, before, after) wherever consecutive `values` differ"
+    return [(i, a, b) for i,(a,b) in enumerate(zip(values, values[1:]), 1) if a != b]
+
+def _spans(mask)->list[tuple[int, int]]:
+    "(start, end) of each run of true values in `mask`"
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, int), [0]])))
+    return list(zip(edges[::2], edges[1::2]))
+
+def _vline(ax, x, style:str, text:str|None=None, row:int=0):
+    ax.axvline(x, color='dimgrey', linestyle=style, linewidth=0.9)
+    if text: ax.annotate(text, (x, 1), xycoords=('data', 'axes fraction'), xytext=(3, -3-13*row), textcoords='offset points',
+                         va='top', fontsize=8, color='dimgrey', bbox=dict(boxstyle='square,pad=0.1', fc='white', ec='none', alpha=0.8))
+
+# x is the training iteration counted from 1, as `rows[...]['iteration']` counts them: the validation of an epoch sits
+# on its last iteration, and a change between iterations i and i+1 at i+0.5
+def _iterations(values)->np.ndarray: return np.arange(1, len(values)+1)
+
+def _mark_changes(ax, log:TrainingLog, labels:bool=True):
+    "A dashed line where the phase changes, a dotted one where the training size does; labelled when `labels`"
+    for i,_,frozen in _changes([f > 0 for f in log.frozen]): _vline(ax, i+0.5, '--', labels and ('frozen' if frozen else 'unfrozen'))
+    for i,a,b in _changes(log.sizes): _vline(ax, i+0.5, ':', labels and f'size {a}→{b} px', row=1)
+
+def _integer_x(ax): ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # iterations are whole
+
+def _legend(ax): ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))  # beside the plot: it never hides a curve
+
+def _epoch_axis(ax, log:TrainingLog):
+    "The epochs' numbers on top, where each ended: the numbering of the table and of `metrics.json`"
+    if not log.rows: return
+    rows = log.rows[::math.ceil(len(log.rows)/20)]
+    top = ax.secondary_xaxis('top')
+    top.set_xticks([r['iteration'] for r in rows], [str(r['epoch']) for r in rows], fontsize=8)
+    top.set_xlabel('end of epoch', fontsize=8)
 
 # %% ../../nbs/19_callback.train_log.ipynb #654eb366
+def _mark_size_jumps(ax, losses:np.ndarray, sizes:list):
+    "Point at the training loss's peak just after each size change that raised it: the new size, not divergence"
+    for i,a,b in _changes(sizes):
+        w = max(5, len(losses)//20)
+        before,after = losses[max(0, i-w):i],losses[i:i+w]
+        if not (len(before) and len(after) and after.max() > 1.05*before[-1]): continue
+        j = i + int(after.argmax())
+        ax.annotate(f'jump: the new size ({a}→{b} px),\nnot divergence', (j+1, losses[j]), xytext=(30, -45), textcoords='offset points',
+                    fontsize=8, arrowprops=dict(arrowstyle='->', color='dimgrey'))
+
 def plot_losses(log:TrainingLog, # a `TrainingLog` after training
                )->plt.Figure:
-    "Training loss per iteration and validation loss per epoch, across every fit of the run"
-    fig,ax = plt.subplots(figsize=(7, 4))
-    ax.plot(log.losses, label='train (smoothed)')
-    if log.rows: ax.plot([r['iteration'] for r in log.rows], [r.get('valid_loss') for r in log.rows], 'o-', label='valid')
-    _fit_lines(ax, log)
-    ax.set(xlabel='iteration', ylabel='loss', title='Loss')
-    ax.legend()
+    "Training loss per iteration and validation loss per epoch over the whole run, phase and size changes labelled"
+    fig,ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot(_iterations(log.losses), log.losses, linewidth=1, label='train (smoothed, per iteration)')
+    rows = [r for r in log.rows if r.get('valid_loss') is not None]
+    valid_sizes = sorted({r.get('valid_size') for r in rows} - {None})
+    at = f', at {valid_sizes[0]} px' if len(valid_sizes) == 1 else ''
+    if rows: ax.plot([r['iteration'] for r in rows], [r['valid_loss'] for r in rows], 'o-', label=f'valid (end of each epoch{at})')
+    _mark_changes(ax, log)
+    _mark_size_jumps(ax, np.asarray(log.losses), log.sizes)
+    ys = [*log.losses, *(r['valid_loss'] for r in rows)]
+    log_y = bool(ys) and min(ys) > 0 and max(ys)/min(ys) > 30  # decades apart: a linear axis flattens the end of training
+    if log_y: ax.set_yscale('log')
+    _epoch_axis(ax, log)
+    ax.set(xlabel='training iteration (batch)', ylabel='loss (log scale)' if log_y else 'loss', title='Loss over the run')
+    _legend(ax); _integer_x(ax)
     fig.tight_layout()
     return fig
 
 # %% ../../nbs/19_callback.train_log.ipynb #c5664e41
+def _plot_group_lrs(ax, log:TrainingLog):
+    "Each group's LR where it trains (a frozen group has none), on a log axis: discriminative LRs span decades"
+    lrs = np.array(log.lrs, dtype=float)  # (iterations, groups)
+    frozen = np.array(log.frozen) if len(log.frozen) == len(lrs) else np.zeros(len(lrs), int)
+    trains = np.arange(lrs.shape[1])[None] >= frozen[:, None]
+    lrs = np.where(trains & (lrs > 0), lrs, np.nan)
+    with np.errstate(invalid='ignore'): spread = np.nanmax(lrs, 1)/np.nanmin(lrs, 1)
+    x = _iterations(lrs)
+    if lrs.shape[1] == 1 or not np.nanmax(spread, initial=1) > 1 + 1e-6: ax.plot(x, lrs[:, -1], label='all groups (one LR)')
+    else:
+        for g in range(1, lrs.shape[1]-1): ax.plot(x, lrs[:, g], color='silver', linewidth=0.8, label='groups in between' if g == 1 else None)
+        ax.plot(x, lrs[:, 0], label='first group (lowest layers)')
+        ax.plot(x, lrs[:, -1], label='last group (head)')
+    for k,(a,b) in enumerate(_spans(frozen > 0)):
+        ax.axvspan(a+0.5, b+0.5, color='tab:blue', alpha=0.08, label='frozen: lower groups not trained, no LR' if k == 0 else None)
+    ax.set_yscale('log')
+    ax.set(ylabel='learning rate (log scale)', title='Learning rate per parameter group, and image size')
+    _legend(ax)
+
+def _plot_sizes(ax, log:TrainingLog):
+    ax.plot(_iterations(log.sizes), log.sizes, drawstyle='steps-mid', label='training')
+    rows = [r for r in log.rows if r.get('valid_size')]
+    if rows: ax.plot([r['iteration'] for r in rows], [r['valid_size'] for r in rows], 'x', label='validation (end of epoch)')
+    sizes = sorted({*log.sizes, *(r['valid_size'] for r in rows)})
+    ax.set_yticks(sizes)
+    if sizes: ax.set_ylim(sizes[0] - 0.15*(sizes[-1]-sizes[0]+8), sizes[-1] + 0.15*(sizes[-1]-sizes[0]+8))
+    ax.set(xlabel='training iteration (batch)', ylabel='image size (px)')
+    _integer_x(ax)
+    _legend(ax)
+
 def plot_lr_and_size(log:TrainingLog, # a `TrainingLog` after training
                     )->plt.Figure:
-    "LR of the head and of the lowest parameter group, and training image size, per iteration"
-    fig,(ax_lr,ax_size) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
-    if log.lrs:
-        ax_lr.plot([o[-1] for o in log.lrs], label='head')
-        if any(o[0] != o[-1] for o in log.lrs): ax_lr.plot([o[0] for o in log.lrs], label='lowest group')  # discriminative LRs
-        ax_lr.legend()
-    ax_lr.set(ylabel='learning rate', title='Learning rate and image size')
-    ax_size.plot(log.sizes, drawstyle='steps-post')
-    ax_size.set(xlabel='iteration', ylabel='image size (px)')
-    for ax in (ax_lr, ax_size): _fit_lines(ax, log)
+    "Every parameter group's LR (log scale; frozen groups have none) and the image size, per iteration"
+    fig,(ax_lr,ax_size) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=(3, 1.3))
+    if log.lrs: _plot_group_lrs(ax_lr, log)
+    _plot_sizes(ax_size, log)
+    for ax in (ax_lr, ax_size): _mark_changes(ax, log, labels=ax is ax_lr)
+    _epoch_axis(ax_lr, log)
+    fig.tight_layout()
+    return fig
+
+# %% ../../nbs/19_callback.train_log.ipynb #0a393085
+def _name_chosen(ax, name:str, lr:float, y:float):
+    "Name the LR used beside its marker, on the side towards the middle of the plot"
+    (x0,x1),(y0,y1) = np.log(ax.get_xlim()),ax.get_ylim()
+    right,high = np.log(lr) > (x0+x1)/2,y > (y0+y1)/2
+    ax.annotate(f'used: {name} = {lr:.1e}', (lr, y), xytext=(-40 if right else 20, -40 if high else 35), textcoords='offset points',
+                ha='right' if right else 'left', fontsize=9, fontweight='bold', arrowprops=dict(arrowstyle='->', color='C3'))
+
+def plot_lr_find(lrs,                       # the LRs `lr_find` tried (`learn.recorder.lrs` after it)
+                 losses,                    # the smoothed loss at each (`learn.recorder.losses`)
+                 suggestions:dict|None=None, # suggestion name -> LR, e.g. `learn.lr_find(...)._asdict()`
+                 chosen:str|None=None,      # the suggestion used for training
+                 skip_end:int=5,            # leave out the last iterations, where the loss explodes (as fastai)
+                )->plt.Figure:
+    "`lr_find`'s loss against the LR (log scale), its suggestions marked, the `chosen` one named as the LR used"
+    n = max(len(lrs) - skip_end, 1)
+    lrs,losses = np.asarray(lrs, float)[:n],np.array([float(o) for o in losses[:n]])
+    fig,ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(lrs, losses, label='training loss (smoothed)')
+    others,marked = iter(['C1', 'C2', 'C4', 'C5', 'C6']),[]
+    for name,lr in (suggestions or {}).items():
+        y = np.interp(np.log(lr), np.log(lrs), losses)  # where the suggestion sits on the curve
+        marked.append(y)
+        if name != chosen: ax.plot(lr, y, 'o', color=next(others), label=f'{name} {lr:.1e}'); continue
+        ax.plot(lr, y, '*', markersize=16, color='C3', zorder=3, label=f'{name} {lr:.1e}: used')
+    lowest = int(np.nanargmin(losses)) if len(losses) else 0
+    top = np.nanmax([*losses[:lowest+1], *marked], initial=np.nan)  # up to the minimum: the explosion after it would flatten the curve
+    bottom = np.nanmin([*losses, *marked], initial=np.nan)
+    if np.isfinite(top) and top > bottom: ax.set_ylim(bottom - 0.1*(top-bottom), top + 0.3*(top-bottom))
+    ax.set_xscale('log')
+    if chosen in (suggestions or {}): _name_chosen(ax, chosen, suggestions[chosen], np.interp(np.log(suggestions[chosen]), np.log(lrs), losses))
+    title = "lr_find: training loss as the LR grows" + (f"; training at {chosen} = {suggestions[chosen]:.1e}" if chosen else '')
+    ax.set(xlabel='learning rate (log scale)', ylabel='loss', title=title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -128,12 +284,14 @@ def plot_confusion(targs, # true class indices
     ax.set_title('Confusion matrix (validation set)')
     return fig
 
-# %% ../../nbs/19_callback.train_log.ipynb #acfc303e
-def _fmt(v)->str:
-    if isinstance(v, float): return f'{v:.6f}' if abs(v) < 1e3 else f'{v:.4g}'
-    return str(v)
-
 # %% ../../nbs/19_callback.train_log.ipynb #7f085a7b
+def _run_epoch(learn:Learner)->tuple[int, int]:
+    "The current epoch's number in the run and the run's epochs: `TrainingLog`'s numbering when one records the run, else the plan's"
+    log = next((cb for cb in learn.cbs if isinstance(cb, TrainingLog) and getattr(cb, 'active', False)), None)
+    if log is not None: return log.run_epoch()
+    total = plan_epochs(learn)
+    return round(plan_progress(learn, learn.epoch/learn.n_epoch)*total) + 1, round(total)
+
 class PlainProgress(Callback):
     "Progress as whole lines: fastai's table a row per epoch, and a line every `every` seconds within an epoch"
     order = ProgressCallback.order
@@ -147,32 +305,46 @@ class PlainProgress(Callback):
     def before_fit(self):
         self.old_logger,self._t_fit = self.learn.logger,time.time()
         if hasattr(self.learn, 'lr_finder'): self._print(f'lr_find: up to {self.lr_finder.num_it} iterations')
-        if self.learn.logger is noop: return  # `lr_find`, `validate` and `get_preds` log no table: as fastai's bars
+        if self.learn.logger is noop: return  # `lr_find`, `validate`, `get_preds`, `no_logging`: no table, as fastai's bars
         self.learn.logger = self._write_row
         self._widths = [max(len(n), 9) for n in self.recorder.metric_names]
         self._write_row(self.recorder.metric_names)
 
     def before_train(self): self._start('train')
     def before_validate(self): self._start('valid')
-    def _start(self, phase):
-        self._phase = 'lr_find' if hasattr(self.learn, 'lr_finder') else phase
+    def _start(self, stage):
+        self._stage = 'lr_find' if hasattr(self.learn, 'lr_finder') else stage
         self._t0 = self._last = time.time()
 
-    def after_batch(self):
-        now = time.time()
-        if now - self._last < self.every: return
-        self._last,n,i = now, len(self.dl), self.iter+1
-        if self._phase == 'lr_find':  # its epochs are an artefact of the loader's length: count iterations
-            self._print(f'  lr_find: {self.train_iter}/{self.lr_finder.num_it} iterations, {format_time(now - self._t_fit)} elapsed')
-            return
-        left = (now - self._t0)/i*(n - i)
-        self._print(f'  epoch {self.epoch+1}/{self.n_epoch} {self._phase}: {i}/{n} batches, '
-                    f'{format_time(now - self._t0)} elapsed, ~{format_time(left)} left')
-
-    def _write_row(self, log):
-        self._print('  '.join(_fmt(v).ljust(w) for v,w in zip(log, self._widths)).rstrip())
-
+    def _write_row(self, log): self._print(_table_line(log, self._widths))
     def after_fit(self): self.learn.logger = self.old_logger
+
+# %% ../../nbs/19_callback.train_log.ipynb #e932e300
+@patch
+def after_batch(self:PlainProgress):
+    now = time.time()
+    if now - self._last < self.every: return
+    self._last,n,i = now, len(self.dl), self.iter+1
+    if self._stage == 'lr_find':  # its epochs are an artefact of the loader's length: count iterations
+        self._print(f'  lr_find: {self.train_iter}/{self.lr_finder.num_it} iterations, {format_time(now - self._t_fit)} elapsed')
+        return
+    epoch,total = _run_epoch(self.learn)
+    left = (now - self._t0)/i*(n - i)
+    self._print(f'  epoch {epoch}/{total} ({_phase(self.opt)}) {self._stage} at {min(self.xb[0].shape[-2:])}px: {i}/{n} batches, '
+                f'{format_time(now - self._t0)} elapsed, ~{format_time(left)} left')
+
+class RunProgress(ProgressCallback):
+    "fastai's progress bars, with the epoch numbered over the run (as `TrainingLog` numbers its rows) and its phase"
+    def _launch_pbar(self):
+        self.pbar = progress_bar(self.dl, parent=getattr(self, 'mbar', None), leave=False)
+        if hasattr(self.learn, 'lr_finder'): self.pbar.prefix = 'lr_find :'  # its epochs are an artefact of the loader's length
+        elif getattr(self, 'mbar', False):
+            epoch,total = _run_epoch(self.learn)
+            self.pbar.prefix = f"Epoch {epoch}/{total} ({_phase(self.opt)}) {'train' if self.training else 'valid'} :"
+        self.pbar.update(0)
+
+    def after_cancel_fit(self):
+        if getattr(self, 'pbar', None) is not None: self.pbar.on_iter_end()  # `lr_find` and Ctrl-C stop mid-epoch: no half bar left
 
 # %% ../../nbs/19_callback.train_log.ipynb #e04be2eb
 def plain_output(stream=None, # the stream progress goes to; default `sys.stdout`
@@ -182,6 +354,17 @@ def plain_output(stream=None, # the stream progress goes to; default `sys.stdout
     return not (IN_NOTEBOOK or (hasattr(stream, 'isatty') and stream.isatty()))
 
 @contextmanager
+def _replacing_bar(learn:Learner, cb:Callback):
+    "`cb` in place of fastai's progress bar while inside; the bar comes back after"
+    bar = hasattr(learn, 'progress')
+    if bar: learn.remove_cb(ProgressCallback)
+    learn.add_cb(cb)
+    try: yield learn
+    finally:
+        learn.remove_cb(cb)
+        if bar: learn.add_cb(ProgressCallback())
+
+@contextmanager
 def plain_progress(learn:Learner,    # the learner whose progress to show
                    every:float=30.,  # seconds between progress lines within an epoch
                    force:bool=False): # swap even in a terminal or a notebook
@@ -189,11 +372,10 @@ def plain_progress(learn:Learner,    # the learner whose progress to show
     if not (force or plain_output()):
         yield learn
         return
-    bar = hasattr(learn, 'progress')
-    if bar: learn.remove_cb(ProgressCallback)
-    cb = PlainProgress(every)
-    learn.add_cb(cb)
-    try: yield learn
-    finally:
-        learn.remove_cb(cb)
-        if bar: learn.add_cb(ProgressCallback())
+    with _replacing_bar(learn, PlainProgress(every)): yield learn
+
+@contextmanager
+def run_progress(learn:Learner,    # the learner whose run to show
+                 every:float=30.): # seconds between progress lines within an epoch, in a log file
+    "Inside, a run's progress: `PlainProgress` in a log file or a pipe, else `RunProgress`'s bars; fastai's bar comes back after"
+    with _replacing_bar(learn, PlainProgress(every) if plain_output() else RunProgress()): yield learn
