@@ -9,8 +9,8 @@ __all__ = []
 
 # %% ../nbs/99_all.ipynb #d9dec466
 from fastai.vision.all import *
-from .models.builders import *
 from .models.archs import *
+from .models.builders import *
 from .models.weights import *
 from .models.convert import *
 from .models.efficientnet import *

@@ -6,60 +6,44 @@ Docs: https://efflearn.github.io/efflearn/cli.html.md"""
 
 # %% ../nbs/22_cli.ipynb #4baa4913
 from __future__ import annotations
-import argparse, difflib, inspect, os, re, sys, time, warnings
+import argparse, inspect, os, re, sys, time, warnings
 from contextlib import contextmanager
 from csv import writer as csv_writer
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from fastcore.docments import docments  # a tenth of a second: the help's text is `train`'s docments
+from .models.archs import arch_name, check_sizes  # the table imports no torch
 # torch deprecates `torch.jit.script`, which fastai calls at import: not the command's user's concern
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['ARCH_NAMES', 'MIN_SIZE', 'SCHEDULES', 'VALID_SIZES', 'UsageError', 'train', 'predict', 'parser', 'main']
+__all__ = ['SCHEDULES', 'VALID_SIZES', 'UsageError', 'train', 'predict', 'parser', 'main']
 
 # %% ../nbs/22_cli.ipynb #d9da15fa
 class UsageError(Exception):
     "Bad command-line input: `main` prints the message as one line and exits with code 2"
 
-ARCH_NAMES = ('b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'b8', 'v2_s', 'v2_m', 'v2_l', 'lite0', 'lite1', 'lite2', 'lite3', 'lite4')
-MIN_SIZE = 32  # EfficientNet downsamples 32x
 SCHEDULES,VALID_SIZES = ('one_cycle', 'sgdr'),('final', 'current')
 
-def _either(names:list)->str: return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-
-def _close(name:str, names, n:int=3)->list:
-    "Up to `n` of `names` like `name` (difflib's ratio >= 0.5), the nearest number first among equals: b9 is nearest b8"
-    num = lambda s: int(re.sub(r'\D', '', s) or -99)
-    ratio = {o: difflib.SequenceMatcher(None, name, o).ratio() for o in names}
-    return [o for o in sorted(names, key=lambda o: (-ratio[o], abs(num(o) - num(name))))[:n] if ratio[o] >= 0.5]
-
 def _arch_name(arch:str)->str:
-    "`arch` as one of `ARCH_NAMES` ('EfficientNet-B0' is 'b0', as `get_arch` reads it), or an error naming the close ones"
-    name = str(arch).strip().lower().replace('-', '_').removeprefix('efficientnet_').removeprefix('efficientnet')
-    if name in ARCH_NAMES: return name
-    close = _close(name, ARCH_NAMES)
-    hint = f"did you mean {_either(close)}? " if close else ''
-    raise UsageError(f"--arch {arch}: not an EfficientNet efflearn knows; {hint}(choices: {', '.join(ARCH_NAMES)})")
+    "`arch` as an `ARCHS` key ('EfficientNet-B0' is 'b0'), or an error naming --arch as typed and the close names"
+    try: return arch_name(arch)
+    except ValueError as e: raise UsageError(f"--arch {arch}: {e}") from None
 
 def _check_sizes(sizes)->tuple:
-    "`sizes` as a tuple of growing whole numbers >= `MIN_SIZE`, or an error naming --sizes as typed"
-    typed = ','.join(map(str, sizes))
-    if not sizes: raise UsageError("--sizes: give at least one size, e.g. --sizes 224, or --sizes 64,128,224 to grow")
-    for s in sizes:
-        if not isinstance(s, int): raise UsageError(f"--sizes {typed}: {s} is not a whole number of pixels")
-        if s < MIN_SIZE: raise UsageError(f"--sizes {typed}: {s} px is too small; EfficientNet downsamples {MIN_SIZE}x, so sizes start at {MIN_SIZE}")
-    for a,b in zip(sizes, sizes[1:]):
-        if b <= a: raise UsageError(f"--sizes {typed}: sizes must grow ({b} comes after {a}); training starts at the first and ends at the last")
-    return tuple(sizes)
+    "`sizes` as `check_sizes` returns them, or an error naming --sizes as typed"
+    try: return check_sizes(sizes)
+    except ValueError as e:
+        typed = ','.join(map(str, sizes))
+        raise UsageError(f"--sizes{' '+typed if typed else ''}: {e}") from None
 
 # %% ../nbs/22_cli.ipynb #eb34c9ba
 def _cli_words(msg:str)->str:
     "A library message in the command line's words: its options, not the Python arguments behind them"
     for lib,cli in (("pretrained='path/to/weights.pth'", '--pretrained=FILE'), ('pretrained=False', '--no-pretrained')):
         msg = msg.replace(lib, cli)
-    return re.sub(r'^ProgressiveResize(\([^)]*\))?: ', '', msg)
+    return re.sub(r'^ProgressiveResize(\(.*?\))?: ', '', msg)  # lazy: sizes=(64, 64) nests
 
 @contextmanager
 def _option(name:str|None=None, typed=None):

@@ -55,11 +55,12 @@ def test_every_table_field_matches_the_built_model(name):
         assert ok, f"ARCHS[{name!r}].{field}={getattr(arch, field)!r} {msg}"
     model = arch.builder()
     check('name', get_arch(name) is arch and get_arch(arch.builder) is arch)
-    check('builder', type(model).__name__ == 'EfficientNet', f'builds a {type(model).__name__}')
+    check('builder_path', type(model).__name__ == 'EfficientNet' and arch.builder_path.endswith(f'.efficientnet_{name}'),
+          f'builds a {type(model).__name__}')
     lite = not any(isinstance(m, SqueezeExcitation) for m in model.modules())
-    if arch.weights is None: check('weights', True)
+    if arch.weights is None: check('weights_path', arch.builder_path.startswith('efflearn.'), 'but torchvision builds it')
     else:
-        check('weights', get_model_weights(arch.builder) is arch.weights, f'is not torchvision\'s {get_model_weights(arch.builder).__name__}')
+        check('weights_path', get_model_weights(arch.builder) is arch.weights, f'is not torchvision\'s {get_model_weights(arch.builder).__name__}')
         tfm = arch.weights.DEFAULT.transforms()
         check('eval_size', tfm.crop_size[0] == arch.eval_size, f'but torchvision evaluates its weights at {tfm.crop_size}')
         check('stats', list(tfm.mean) == list(arch.stats[0]) and list(tfm.std) == list(arch.stats[1]), f'but the weights expect {tfm.mean}, {tfm.std}')

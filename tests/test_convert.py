@@ -11,7 +11,7 @@ from skimage import data as photos
 from torchvision.models import EfficientNet_B0_Weights, efficientnet_b0, efficientnet_b3
 from efflearn.models.archs import get_arch
 from efflearn.models.builders import Conv2dSame
-from efflearn.models.archs import efficientnet_b8
+from efflearn.models.builders import efficientnet_b8
 from efflearn.models.convert import convert_efficientnet_pytorch, tf_ported
 from efflearn.learner import efficientnet_learner
 from efflearn.models.efficientnet import create_efficientnet_model

@@ -7,7 +7,7 @@ from efflearn.learner import efficientnet_learner
 from efflearn.models.weights import PretrainedWeightsError, torchvision_cache_file
 
 def test_unknown_arch(small_dls):
-    with pytest.raises(ValueError, match=r"Unknown EfficientNet architecture 'b9': choose one of b0, b1"):
+    with pytest.raises(ValueError, match=r"Unknown EfficientNet architecture 'b9': not an EfficientNet efflearn knows; did you mean b8, b7 or b6\? \(choices: b0, b1"):
         efficientnet_learner(small_dls, 'b9', pretrained=False)
 
 def test_n_out_contradicts_data(small_dls):

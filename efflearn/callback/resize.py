@@ -11,25 +11,17 @@ import torch.nn.functional as F
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler
-from ..models.archs import MIN_SIZE
+from ..models.archs import check_sizes
 from ..data.memory import as_hw
 from .plan import plan_epochs, plan_progress
 
 # %% auto #0
-__all__ = ['check_sizes', 'scaled_shape', 'ProgressiveResize']
+__all__ = ['scaled_shape', 'ProgressiveResize']
 
 # %% ../../nbs/13_callback.resize.ipynb #04368780
-def check_sizes(sizes, # image sizes (short side, pixels) to train at, increasing
-               )->tuple:
-    "`sizes` as a tuple, or an error saying which size is wrong and why"
-    sizes = tuple(sizes)
-    if not sizes: raise ValueError("ProgressiveResize(sizes=()): give at least one size")
-    for s in sizes:
-        if not isinstance(s, int) or s < MIN_SIZE:
-            raise ValueError(f"ProgressiveResize: size {s!r} is too small or not an int; EfficientNet downsamples {MIN_SIZE}x, so sizes must be ints >= {MIN_SIZE}")
-    for a,b in zip(sizes, sizes[1:]):
-        if b <= a: raise ValueError(f"ProgressiveResize: sizes must increase; {b} comes after {a} in {sizes}")
-    return sizes
+def _check_sizes(sizes)->tuple:
+    try: return check_sizes(sizes)
+    except ValueError as e: raise ValueError(f"ProgressiveResize(sizes={sizes!r}): {e}") from None
 
 def _check_pcts(pcts, n):
     pcts = tuple(pcts)
@@ -90,7 +82,7 @@ class ProgressiveResize(Callback):
                  epochs=None,        # epochs at each size but the last (which takes the rest), or 'cycles': one size per SGDR cycle
                  pcts=None,          # fraction of training at each size; default: proportional to the size
                  valid:str='final'): # validate at the 'final' size or at the 'current' one
-        sizes = check_sizes(sizes)
+        sizes = _check_sizes(sizes)
         if epochs is not None and pcts is not None: raise ValueError("ProgressiveResize: give `epochs` or `pcts`, not both")
         if valid not in ('final', 'current'): raise ValueError(f"ProgressiveResize(valid={valid!r}): use 'final' or 'current'")
         if epochs is not None: epochs = _check_epochs(epochs, len(sizes))
