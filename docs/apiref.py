@@ -139,11 +139,13 @@ def _params(f, sig:inspect.Signature, drop_first:bool, owner:type|None=None)->li
     res = []
     for p in ps:
         d = dm.get(p.name)
-        desc = (d.docment if d else None) or ''
+        desc = (d.docment if d else None) or getattr(f, '__param_docs__', {}).get(p.name, '')  # set by wrappers such as `resumable`
         is_own = p.name in own
         if not desc and not is_own:
             # inherited from, or passed on to, code outside efflearn that has no docments: say where it goes
-            src = delegate if delegate is not None and not _is_lib(delegate) else owner
+            wrapped = getattr(f, '__wrapped__', None)
+            src = (delegate if delegate is not None and not _is_lib(delegate) else
+                   wrapped if wrapped is not None and not _is_lib(wrapped) else owner)
             if src is not None: desc = f'passed to `{_target_name(src)}`'
         pre = {p.VAR_POSITIONAL: '*', p.VAR_KEYWORD: '**'}.get(p.kind, '')
         res.append(Param(pre+p.name, ' '.join(desc.split()), is_own))

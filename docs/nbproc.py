@@ -184,6 +184,10 @@ def process_nb(src:str, dst:str, doc:str, ctx:dict)->dict:
 def _child(args, conn):
     "Body of a worker process: run `process_nb(*args)`, send back ('ok', result) or ('err', message)"
     os.environ['IN_TEST'] = '1'  # as under nbdev-test and nbdev's own docs processing
+    import multiprocessing as mp
+    # a process the fork server started inherits its start method; a notebook's own process pools (fastcore's `parallel`,
+    # `ProcessPoolExecutor`) fork, as under Jupyter and nbdev-test on Linux, so functions the notebook defines reach them
+    if 'fork' in mp.get_all_start_methods(): mp.set_start_method('fork', force=True)
     try: res = ('ok', process_nb(*args))
     except BuildError as e: res = ('err', str(e))
     except BaseException as e: res = ('err', f"{args[0]}: {type(e).__name__}: {e}\n{traceback.format_exc()}")

@@ -1,4 +1,6 @@
-import shutil
+import os, shutil
+if os.environ.get('PYTEST_XDIST_WORKER'):  # `pytest -n 2`: one thread per worker and per process it starts; two workers
+    os.environ['OMP_NUM_THREADS'] = '1'    # of two threads each on two cores spin-wait and run several times slower
 import pytest
 import torch
 from fastai.vision.all import get_image_files
@@ -6,7 +8,7 @@ from efflearn.data.datasets import digits_folder
 from efflearn.models.efficientnet import create_efficientnet_model
 from efflearn.test_utils import folder_dls
 
-torch.set_num_threads(max(1, torch.get_num_threads()))
+torch.set_num_threads(1 if os.environ.get('PYTEST_XDIST_WORKER') else max(1, torch.get_num_threads()))
 
 @pytest.fixture(scope='session')
 def digits(tmp_path_factory):

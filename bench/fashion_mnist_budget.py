@@ -1,0 +1,176 @@
+"""Accuracy per wall-clock budget on all of Fashion-MNIST (60,000 / 10,000): three recipes, the same budget each.
+
+- `fastai`: fastai's default recipe as a user would write it, `vision_learner(dls, efficientnet_b0, pretrained=False)`
+  and `fit_one_cycle` at one fixed size (`--fastai-size`, default 64) with fastai's defaults (Adam, lr 1e-3).
+- `efflearn`: efflearn's recipe: pretrained EfficientNet-Lite0 (`efflearn[lite]`), the head trained first on
+  precomputed activations (`precompute=True`, `--head-epochs` at `--head-size`, default the largest), then the whole network with per-stage LRs
+  (`slice(lr/100, lr)`), random flips and `ProgressiveResize` (`--sizes`) for as many epochs as the budget holds.
+- `scratch`: efflearn from random weights: `efficientnet_learner(dls, 'lite0', pretrained=False)`, `ProgressiveResize`,
+  `fit_one_cycle` for as many epochs as the budget holds.
+
+Each recipe plans its epochs to fill `--minutes` from the measured time of a few training batches at each size and
+of validation (all 10,000 test images after every epoch, counted in the budget), then trains; a recipe still
+running when its budget is spent stops there (`Clock` from `fashion_mnist.py`). Reports the test accuracy reached by
+each checkpoint (`--checkpoints`, evenly spaced over the budget) in a table, and accuracy against time in a plot
+(`--plot`). Run it on an idle machine:
+
+    OMP_NUM_THREADS=2 python bench/fashion_mnist_budget.py --minutes 20 --plot fmnist_budget.png --json fmnist_budget.json
+    OMP_NUM_THREADS=1 python bench/fashion_mnist_budget.py --minutes 1 --n-train 2000 --n-test 1000   # a dry run
+"""
+import argparse, contextlib, io, json, math, sys, time, warnings
+from pathlib import Path
+import torch
+warnings.filterwarnings('ignore')
+from fastai.callback.core import Callback
+from fastai.metrics import accuracy
+from fastai.torch_core import set_seed
+from fastai.vision.augment import Flip
+from fastai.vision.learner import vision_learner
+from torchvision.models import efficientnet_b0
+from efflearn.data.datasets import FASHION_MNIST_DIR, FASHION_MNIST_CLASSES
+from efflearn.data.memory import fashion_mnist_tensors, memory_dataloaders
+from efflearn.learner import efficientnet_learner
+from efflearn.callback.resize import ProgressiveResize
+from efflearn.test_utils import sync
+sys.path.insert(0, str(Path(__file__).parent))
+from fashion_mnist import Clock, stage_epochs  # the budget clock and the epochs-per-size split of the time-to-accuracy bench
+
+
+def seconds_per_batch(learn, size:int, bs:int, train:bool, n:int=3)->float:
+    "Wall seconds of one batch of `learn.model` at `size` px (forward, and backward and step when `train`), after a warm-up"
+    model,dev = learn.model,next(learn.model.parameters()).device
+    x = torch.randn(bs, learn.dls.one_batch()[0].shape[1], size, size, device=dev)
+    y = torch.randint(0, learn.dls.c, (bs,), device=dev)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.)
+    model.train(train)
+    times = []
+    for i in range(n+1):
+        sync(dev); t = time.perf_counter()
+        with torch.set_grad_enabled(train):
+            loss = learn.loss_func(model(x), y)
+            if train: loss.backward(); opt.step(); opt.zero_grad()
+        sync(dev); times.append(time.perf_counter() - t)
+    model.train()
+    return sum(times[1:])/n
+
+
+def plan(learn, sizes, budget:float, n_train:int, n_valid:int, bs:int)->tuple[int, list, list]:
+    "The most epochs whose training and validation fit in `budget` seconds: (epochs, the sizes they reach, epochs per size but the last)"
+    valid = math.ceil(n_valid/(2*bs))*seconds_per_batch(learn, sizes[-1], 2*bs, train=False)
+    per = {s: n_train//bs*seconds_per_batch(learn, s, bs, train=True) for s in sizes}
+    best = (1, sizes[-1:], [])
+    for n in range(1, 1000):
+        used = sizes if n >= len(sizes) else sizes[-n:]  # too few epochs for every size: the largest ones
+        split = stage_epochs(used, n) if len(used) > 1 else []
+        cost = sum(e*per[s] for e,s in zip(split + [n - sum(split)], used)) + n*valid
+        if cost > budget: break
+        best = (n, used, split)
+    return best
+
+
+def loaders(data, args, size:int, flip:bool):
+    return memory_dataloaders(*data, vocab=FASHION_MNIST_CLASSES, size=size, bs=args.bs, device=args.device, batch_tfms=[Flip()] if flip else None)
+
+
+def fastai_recipe(data, args, clock):
+    learn = vision_learner(loaders(data, args, args.fastai_size, flip=False), efficientnet_b0, pretrained=False, n_in=1, metrics=accuracy)
+    learn.fixed_size = args.fastai_size
+    n,_,_ = plan(learn, [args.fastai_size], args.budget, len(data[0]), len(data[2]), args.bs)
+    return learn, [lambda: learn.fit_one_cycle(n, cbs=clock)], f"vision_learner(efficientnet_b0), fit_one_cycle({n}) at {args.fastai_size} px"
+
+
+def efflearn_recipe(data, args, clock):
+    sizes = args.size_list
+    head_size = args.head_size or sizes[-1]
+    learn = efficientnet_learner(loaders(data, args, head_size, flip=True), 'lite0', precompute=True, metrics=accuracy)
+    learn.fixed_size = head_size
+    n_items = len(data[0]) + len(data[2])
+    t_acts = n_items/(2*args.bs)*seconds_per_batch(learn, head_size, 2*args.bs, train=False)  # one pass computes the activations
+    learn.unfreeze()  # to time the phase that follows
+    n,used,split = plan(learn, sizes, args.budget - t_acts, len(data[0]), len(data[2]), args.bs)
+    learn.freeze()
+    resize = [ProgressiveResize(used, epochs=split)] if len(used) > 1 else []
+    def head(): learn.fit_one_cycle(args.head_epochs, args.head_lr, cbs=clock)
+    def body():
+        learn.dls = loaders(data, args, sizes[-1], flip=True)  # the course's way to change size; the learner keeps its Normalize
+        learn.unfreeze()  # which turns precompute off: full forward passes, flips on
+        learn.fit_one_cycle(n, slice(args.lr/100, args.lr), cbs=[clock, *resize])
+    return learn, [head, body], (f"pretrained Lite0: {args.head_epochs} head epochs on precomputed activations at {head_size} px "
+                                 f"(lr {args.head_lr:g}), then fit_one_cycle({n}) of all at slice({args.lr/100:g}, {args.lr:g}), "
+                                 f"sizes {used} for {split + [n - sum(split)]} epochs, flips")
+
+
+def scratch_recipe(data, args, clock):
+    sizes = args.size_list
+    learn = efficientnet_learner(loaders(data, args, sizes[-1], flip=True), 'lite0', pretrained=False, metrics=accuracy)
+    learn.fixed_size = sizes[-1]
+    n,used,split = plan(learn, sizes, args.budget, len(data[0]), len(data[2]), args.bs)
+    resize = [ProgressiveResize(used, epochs=split)] if len(used) > 1 else []
+    return learn, [lambda: learn.fit_one_cycle(n, args.scratch_lr, cbs=[clock, *resize])], \
+        f"Lite0 from scratch: fit_one_cycle({n}) at {args.scratch_lr:g}, sizes {used} for {split + [n - sum(split)]} epochs, flips"
+
+
+RECIPES = dict(fastai=fastai_recipe, efflearn=efflearn_recipe, scratch=scratch_recipe)
+
+
+def run(name, data, args):
+    set_seed(args.seed)
+    t = time.perf_counter()
+    clock = Clock(args.budget, args.device, log=lambda r: print(f"  epoch {r['epoch']:>2} at {r['size']:>3} px: accuracy "
+                                                                  f"{r['accuracy']:.4f} at {r['wall_s']:7.1f} s", flush=True))
+    learn, fits, desc = RECIPES[name](data, args, clock)
+    setup_s = time.perf_counter() - t
+    print(f"{name}: {desc} (set up and planned in {setup_s:.1f} s)", flush=True)
+    with learn.no_bar(), learn.no_logging():
+        for fit in fits:
+            if clock.cut: break
+            fit()
+    return dict(desc=desc, rows=clock.rows, setup_s=round(setup_s, 1), cut=clock.cut)
+
+
+def at(rows, t:float):
+    "The test accuracy of the last validation by `t` seconds"
+    done = [r for r in rows if r['wall_s'] <= t]
+    return done[-1]['accuracy'] if done else None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--minutes', type=float, default=20., help="wall-clock budget of each recipe")
+    p.add_argument('--recipes', default='fastai,efflearn,scratch')
+    p.add_argument('--n-train', type=int, default=None, help="training images, class-balanced (default: all 60,000)")
+    p.add_argument('--n-test', type=int, default=None, help="test images (default: all 10,000)")
+    p.add_argument('--sizes', default='32,48,64', help="efflearn's and scratch's sizes (ProgressiveResize)")
+    p.add_argument('--head-size', type=int, default=None, help="efflearn's head phase size (default: the last of --sizes)")
+    p.add_argument('--fastai-size', type=int, default=64)
+    p.add_argument('--bs', type=int, default=64)
+    p.add_argument('--head-epochs', type=int, default=3); p.add_argument('--head-lr', type=float, default=1e-2)
+    p.add_argument('--lr', type=float, default=2e-3, help="efflearn's head LR after unfreezing (the stem's is 1/100 of it)")
+    p.add_argument('--scratch-lr', type=float, default=1e-2)
+    p.add_argument('--checkpoints', type=int, default=4, help="budget checkpoints in the table, evenly spaced")
+    p.add_argument('--device', default='cpu'); p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--src', default=str(FASHION_MNIST_DIR))
+    p.add_argument('--plot'); p.add_argument('--json')
+    args = p.parse_args()
+    args.budget,args.size_list = args.minutes*60,[int(s) for s in args.sizes.split(',')]
+    x, y, xv, yv = fashion_mnist_tensors(args.n_train, args.n_test, seed=args.seed, src=args.src)
+    data = [o.to(args.device) for o in (x, y, xv, yv)]
+    print(f"Fashion-MNIST {len(x)} train / {len(xv)} test, {args.minutes:g} min per recipe, {args.device} with "
+          f"{torch.get_num_threads()} thread(s), bs {args.bs}", flush=True)
+    results = {r: run(r, data, args) for r in args.recipes.split(',')}
+    marks = [args.budget*(k+1)/args.checkpoints for k in range(args.checkpoints)]
+    print("\n| recipe | " + " | ".join(f"{m/60:.3g} min" for m in marks) + " | epochs |\n|---|" + "---|"*(len(marks)+1))
+    for r,res in results.items():
+        accs = [at(res['rows'], m) for m in marks]
+        print(f"| {r} | " + " | ".join('-' if a is None else f"{a:.4f}" for a in accs) + f" | {len(res['rows'])} |")
+    if args.plot:
+        import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r,res in results.items(): ax.plot([o['wall_s']/60 for o in res['rows']], [o['accuracy'] for o in res['rows']], 'o-', label=r)
+        ax.set_xlabel('wall-clock minutes'); ax.set_ylabel('test accuracy'); ax.set_xlim(0, args.minutes); ax.grid(alpha=.3); ax.legend()
+        ax.set_title(f"Fashion-MNIST, {len(x)} / {len(xv)} images, {torch.get_num_threads()} CPU thread(s)")
+        fig.savefig(args.plot, dpi=100, bbox_inches='tight')
+    if args.json: Path(args.json).write_text(json.dumps(dict(args=vars(args), results=results), indent=1, default=str))
+
+
+if __name__ == '__main__': main()
