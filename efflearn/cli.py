@@ -127,7 +127,7 @@ def _finish(learn, log, out:Path, interrupted:bool, t_start:float)->dict:
     "Export the learner, plot the run and complete `metrics.json`; return the summary written there"
     from efflearn.callback.train_log import MAX_CM_CLASSES, plot_losses, plot_lr_and_size, plot_confusion
     from efflearn.inference import export_efficientnet
-    export_efficientnet(learn, out)  # model.safetensors + model.json: nothing to unpickle
+    export_efficientnet(learn, Path(out).absolute())  # model.safetensors + model.json: nothing to unpickle; not relative to learn.path
     _savefig(plot_losses(log), out/'loss.png')
     _savefig(plot_lr_and_size(log), out/'lr_size.png')
     with learn.no_bar(): probs,targs,losses = learn.get_preds(with_loss=True)  # one pass: final accuracy and the matrix

@@ -347,3 +347,15 @@ def test_terminal_gets_run_numbered_bars(flat, tmp_path):
     assert table(lines) == [(1, 2, 'frozen', [32], 32), (2, 2, 'unfrozen', [32], 32)]
     assert [(e['epoch'], e['phase']) for e in metrics(out)['rows']] == [(1, 'frozen'), (2, 'unfrozen')]
     assert re.search(r'Validation accuracy 0\.\d{4}', text)
+
+
+def test_relative_out_then_predict_from_there(flat, tmp_path):
+    "`--out run` is relative to where the command runs: every file lands in ./run, and `efflearn predict run` reads them"
+    r = run('train', flat, '--arch', 'lite0', '--no-pretrained', '--epochs', '1', '--lr', '2e-3', '--sizes', '32', '--bs', '32',
+            '--out', 'run', '--device', 'cpu', '--workers', '0', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert {'model.safetensors', 'model.json', 'last.pth', 'metrics.json'} <= {p.name for p in (tmp_path/'run').iterdir()}
+    assert not (tmp_path/'run'/'run').exists()
+    img = next((flat/'0').iterdir())
+    p = run('predict', 'run', img, '--no-csv', cwd=tmp_path)
+    assert p.returncode == 0 and img.name in p.stdout, p.stderr
