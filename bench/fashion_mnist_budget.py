@@ -3,7 +3,8 @@
 - `fastai`: fastai's default recipe as a user would write it, `vision_learner(dls, efficientnet_b0, pretrained=False)`
   and `fit_one_cycle` at one fixed size (`--fastai-size`, default 64) with fastai's defaults (Adam, lr 1e-3).
 - `efflearn`: efflearn's recipe: pretrained EfficientNet-Lite0 (`efflearn[lite]`), the head trained first on
-  precomputed activations (`precompute=True`, `--head-epochs` at `--head-size`, default the largest), then the whole network with per-stage LRs
+  precomputed activations (`precompute=True`, `--head-epochs` at `--head-size`, default the first of `--sizes`, where
+  the whole network starts, so that unfreezing does not also change the size the head was fitted at), then the whole network with per-stage LRs
   (`slice(lr/100, lr)`), random flips and `ProgressiveResize` (`--sizes`) for as many epochs as the budget holds.
 - `scratch`: efflearn from random weights: `efficientnet_learner(dls, 'lite0', pretrained=False)`, `ProgressiveResize`,
   `fit_one_cycle` for as many epochs as the budget holds.
@@ -81,7 +82,7 @@ def fastai_recipe(data, args, clock):
 
 def efflearn_recipe(data, args, clock):
     sizes = args.size_list
-    head_size = args.head_size or sizes[-1]
+    head_size = args.head_size or sizes[0]
     learn = efficientnet_learner(loaders(data, args, head_size, flip=True), 'lite0', precompute=True, metrics=accuracy)
     learn.fixed_size = head_size
     n_items = len(data[0]) + len(data[2])
@@ -140,8 +141,8 @@ def main():
     p.add_argument('--recipes', default='fastai,efflearn,scratch')
     p.add_argument('--n-train', type=int, default=None, help="training images, class-balanced (default: all 60,000)")
     p.add_argument('--n-test', type=int, default=None, help="test images (default: all 10,000)")
-    p.add_argument('--sizes', default='32,48,64', help="efflearn's and scratch's sizes (ProgressiveResize)")
-    p.add_argument('--head-size', type=int, default=None, help="efflearn's head phase size (default: the last of --sizes)")
+    p.add_argument('--sizes', default='32,48', help="efflearn's and scratch's sizes (ProgressiveResize)")
+    p.add_argument('--head-size', type=int, default=None, help="efflearn's head phase size (default: the first of --sizes)")
     p.add_argument('--fastai-size', type=int, default=64)
     p.add_argument('--bs', type=int, default=64)
     p.add_argument('--head-epochs', type=int, default=3); p.add_argument('--head-lr', type=float, default=1e-2)

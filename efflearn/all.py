@@ -41,6 +41,7 @@ from .callback.tracker import *
 from .callback.checkpoint import *
 from .learner import *
 from .inference import *
+from .distributed import *
 
 # nbdev writes `__all__ = []` for a module that defines nothing; re-export everything imported above instead
 __all__ = [name for name in dir() if not name.startswith('_')]

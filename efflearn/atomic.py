@@ -67,6 +67,9 @@ def atomic_write(path:str|Path, # the file to write; its folder must exist
                 ):
     "Yield a temporary path to write to; once the block ends without error it replaces `path` in one step, durably"
     path = Path(path)
+    if rank_distrib():  # several processes: only the main one writes (as fastai's `save_model`); the others write to nowhere
+        with tempfile.TemporaryDirectory() as d: yield Path(d)/path.name
+        return
     folder,fd,tmp = path.parent,None,None
     with deferred_signals():
         try:

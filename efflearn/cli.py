@@ -111,7 +111,8 @@ def _fit(learn, schedule:str, epochs:int, lr:float, freeze_epochs:int, pretraine
 # %% ../nbs/22_cli.ipynb #522a6ce1
 def _savefig(fig, fname:Path):
     import matplotlib.pyplot as plt
-    fig.savefig(fname, dpi=100, bbox_inches='tight'); plt.close(fig)
+    if not _rank(): fig.savefig(fname, dpi=100, bbox_inches='tight')
+    plt.close(fig)
 
 def _find_lr(learn, out:Path, pretrained:bool)->tuple[float, str, dict]:
     "`lr_find`'s suggestion (`valley` to fine-tune, `minimum` from scratch), its name, and all four; the curve goes to `out/lr_find.png`"
@@ -120,7 +121,8 @@ def _find_lr(learn, out:Path, pretrained:bool)->tuple[float, str, dict]:
     sugg = {k: float(v) for k,v in learn.lr_find(suggest_funcs=(valley, slide, minimum, steep), show_plot=False)._asdict().items()}
     name = 'valley' if pretrained else 'minimum'
     _savefig(plot_lr_find(learn.recorder.lrs, learn.recorder.losses, sugg, chosen=name), out/'lr_find.png')
-    return sugg[name], name, sugg
+    from efflearn.distributed import broadcast_object
+    return broadcast_object((sugg[name], name, sugg))  # several processes: rank 0's, exactly
 
 # %% ../nbs/22_cli.ipynb #b555ab2d
 def _finish(learn, log, out:Path, interrupted:bool, t_start:float)->dict:
@@ -130,7 +132,11 @@ def _finish(learn, log, out:Path, interrupted:bool, t_start:float)->dict:
     export_efficientnet(learn, Path(out).absolute())  # model.safetensors + model.json: nothing to unpickle; not relative to learn.path
     _savefig(plot_losses(log), out/'loss.png')
     _savefig(plot_lr_and_size(log), out/'lr_size.png')
-    with learn.no_bar(): probs,targs,losses = learn.get_preds(with_loss=True)  # one pass: final accuracy and the matrix
+    dl = learn.dls.valid
+    if _world() > 1:  # fastai gathers every process's predictions whenever WORLD_SIZE > 1, and the others are done
+        from efflearn.distributed import WholeDL
+        dl = WholeDL(dl)  # not shuffled: fastai's `reorder` (which cannot copy a `DistributedDL`) has nothing to undo
+    with learn.no_bar(): probs,targs,losses = learn.get_preds(dl=dl, with_loss=True, reorder=_world() <= 1)  # one pass: final accuracy and the matrix
     preds = probs.argmax(1)
     final = {'accuracy': float((preds == targs).float().mean()), 'valid_loss': float(losses.mean()), 'size': log.info['sizes'][-1]}
     vocab = learn.dls.vocab
@@ -156,9 +162,27 @@ def _pretrained_arg(pretrained, default:bool):
 
 def _default_out(arch:str)->Path: return Path('efflearn-runs')/f"{datetime.now():%Y%m%d-%H%M%S}-{arch}"
 
-def _say(*args): print(*args, flush=True)
+def _rank()->int: return int(os.environ.get('RANK', 0))  # set by torchrun and accelerate launch; fastai's `rank_distrib` reads it too
+def _world()->int: return int(os.environ.get('WORLD_SIZE', 1))
+
+def _say(*args):
+    if not _rank(): print(*args, flush=True)  # several processes: the main one speaks for all
 
 def _few(names:list, n:int=6)->str: return ', '.join(names) if len(names) <= n else f"{', '.join(names[:n-2])}, ..., {names[-1]}"
+
+# %% ../nbs/22_cli.ipynb #3f65de1a
+def _join_launch(device:str|None)->str|None:
+    "Under torchrun or accelerate launch (WORLD_SIZE > 1): join the process group, NCCL with GPUs, gloo on CPUs; each process the GPU of its LOCAL_RANK"
+    if _world() <= 1: return device
+    if device not in (None, 'cpu', 'cuda'):
+        raise UsageError(f"--device {device}: under torchrun each process takes the GPU its LOCAL_RANK names; use --device cuda (the default with GPUs) or cpu")
+    import torch
+    from accelerate import PartialState
+    cuda = device != 'cpu' and torch.cuda.is_available()
+    if cuda: torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    PartialState(cpu=not cuda)  # accelerate reads the launcher's environment; `distrib_ctx` finds the group ready
+    return f'cuda:{torch.cuda.current_device()}' if cuda else 'cpu'
+
 
 # %% ../nbs/22_cli.ipynb #b34e89cc
 def _n(k:int, thing:str)->str: return f"{k} {thing}{'' if k == 1 else 's'}"
@@ -264,7 +288,8 @@ def _run_inside(learn, info, out, lr, cycle_len, cycle_mult, log_every, t_start,
     from efflearn.callback.tracker import StopOnInterrupt, SaveBest
     stop,log = StopOnInterrupt(),TrainingLog(out/'metrics.json', show=True, **info)
     # `TrainingLog` prints the run's table, numbered over the whole run: fastai's own, one per fit, stays out (`no_logging`)
-    with learn.added_cbs([stop, Checkpoint()]), stop.listening(), learn.no_logging(), run_progress(learn, every=log_every):
+    with learn.added_cbs([stop, Checkpoint()]), stop.listening(), learn.no_logging(), run_progress(learn, every=log_every), \
+         learn.distrib_ctx():  # under torchrun: every process its shard (nothing changes in one process)
         if lr is None:
             lr,name,suggestions = _find_lr(learn, out, bool(info['pretrained']))
             lr_info = {'source': f'lr_find ({name})', 'lr_find': suggestions}
@@ -278,7 +303,7 @@ def _run_inside(learn, info, out, lr, cycle_len, cycle_mult, log_every, t_start,
             # `out/last.pth`: a checkpoint at each epoch's end and at an interrupt, which `--resume` continues exactly
             with training_run(learn, resume.path if resume else None, {'cli': settings}):
                 _fit(learn, info['schedule'], info['epochs'], lr, info['freeze_epochs'], info['pretrained'], info['cycles'], cycle_len, cycle_mult, cbs)
-    return stop.interrupted,_finish(learn, log, out, stop.interrupted, t_start)
+    return stop.interrupted,(None if _rank() else _finish(learn, log, out, stop.interrupted, t_start))  # the files: rank 0's
 
 def _report(info:dict, out:Path, interrupted:bool):
     "The result, where everything was written, and what to do next"
@@ -335,6 +360,12 @@ def train(path:str|Path|None=None, # image folder: class sub-folders, or train/ 
     freeze_epochs = freeze_epochs if pretrained else 0
     if precompute and not freeze_epochs: raise UsageError("--precompute: speeds up the head-only epochs of fine-tuning, and this run has none "
                                                           "(it needs pretrained weights and --freeze-epochs 1 or more)")
+    if precompute and _world() > 1: raise UsageError("--precompute: the cached activations would be one process's; leave it out under "
+                                                     "torchrun (the head-only epochs then run full forward passes)")
+    device = _join_launch(device)
+    if _world() > 1:  # one folder for all: rank 0's name (the default one holds the time)
+        from efflearn.distributed import broadcast_object
+        out = broadcast_object(Path(out) if out is not None else _default_out(arch))
     n_cycles,epochs = _sgdr_cycles(epochs, cycle_len, cycle_mult) if schedule == 'sgdr' else (None, epochs or (6 if digits else 5))
     folder,learn,sizes,dev,out = _setup(path, digits, arch, pretrained, sizes, bs, seed, workers, augment, verify, device, out,
                                           dict(bad_images=bad_images, max_skipped=max_skipped, max_pixels=max_pixels or None), precompute)
@@ -347,7 +378,7 @@ def train(path:str|Path|None=None, # image folder: class sub-folders, or train/ 
     if note := _size_note(sizes, valid_size): _say(note)
     if resume: _say(f"Resuming the run in {out} from its checkpoint ({resume.where})")
     interrupted,info = _run(learn, info, out, lr, cycle_len, cycle_mult, log_every, t_start, settings, resume)
-    _report(info, out, interrupted)
+    if info is not None: _report(info, out, interrupted)
     learn.interrupted = interrupted
     return learn
 

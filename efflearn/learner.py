@@ -43,6 +43,7 @@ from .callback.guards import HighLRGuard, NonFiniteGuard
 from .optimizer import FusedAdam
 from .callback.compile import CompileModel
 from .callback.checkpoint import ResumableFit, resumable
+from .distributed import DistributedLearner
 
 # %% auto #0
 __all__ = ['add_normalize', 'fast_path_settings', 'EfficientNetLearner', 'efficientnet_learner']
@@ -109,8 +110,8 @@ def _compile_cbs(torch_compile)->list:
     raise ValueError(f"torch_compile={torch_compile!r}: use False, True, or a dict of CompileModel's arguments (e.g. {{'mode': 'max-autotune'}})")
 
 # %% ../nbs/21_learner.ipynb #e9a12e12
-class EfficientNetLearner(ResumableFit, Learner):
-    "A fastai `Learner` with efflearn's `fine_tune`, `fit_sgdr` and `lr_find`, that keeps its normalisation when given new loaders; its fits take `resume=` and its files are written atomically (`ResumableFit`)"
+class EfficientNetLearner(ResumableFit, DistributedLearner, Learner):
+    "A fastai `Learner` with efflearn's `fine_tune`, `fit_sgdr` and `lr_find`, that keeps its normalisation when given new loaders; its fits take `resume=` and its files are written atomically (`ResumableFit`); `distrib_ctx` trains on several processes (`DistributedLearner`)"
     fine_tune = resumable(fine_tune_one_plan)
     fit_sgdr = resumable(fit_warm_restarts)
     snapshot_preds = snapshot_preds

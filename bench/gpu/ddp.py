@@ -4,7 +4,12 @@ and channels_last on CUDA) on random images held in device memory (`memory_datal
 - `single`: no DDP, the baseline;
 - `ddp`: BatchNorm converted to SyncBatchNorm and the model wrapped in torch's DistributedDataParallel by hand (the
   optimizer's per-stage groups made first, from the plain model), on a process group this script opens (NCCL);
-- `fastai_distrib_ctx`: fastai's way, `with learn.distrib_ctx(): learn.fit(...)` (accelerate underneath).
+- `fastai_distrib_ctx`: fastai's way, `with Learner.distrib_ctx(learn): learn.fit(...)` (accelerate underneath);
+- `efflearn_distrib_ctx`: efflearn's, `with learn.distrib_ctx(): learn.fit(...)` (`DistributedFit`: no SyncBatchNorm
+  by default, whole validation, the true loader length).
+
+With N processes (`--nproc_per_node=N`) each reports its own img/s and `img_s_total`, N times it: what
+`bench/distributed.py` compares between 1 and N processes.
 
 Each reports img/s, what the model was during the fit (DDP or not, how many SyncBatchNorm layers) and the loader, or
 plainly the error that stopped it. --dry-run: the CPU with gloo, tiny sizes, no SyncBatchNorm (it needs a GPU).
@@ -58,12 +63,15 @@ def run(way, args, device, sync_bn):
                 if device.type == 'cuda': model = model.to(memory_format=torch.channels_last)  # before DDP, not after
                 learn.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
                 learn.fit(1, 1e-3, cbs=probe)
+            elif way == 'fastai_distrib_ctx':
+                with Learner.distrib_ctx(learn, sync_bn=sync_bn): learn.fit(1, 1e-3, cbs=probe)
             else:
-                with learn.distrib_ctx(sync_bn=sync_bn): learn.fit(1, 1e-3, cbs=probe)
+                with learn.distrib_ctx(): learn.fit(1, 1e-3, cbs=probe)
     except Exception as e:
         res['error'] = f"{type(e).__name__}: {e}"
         res['where'] = traceback.format_exc().strip().splitlines()[-3:]
-    if probe.seconds: res.update(img_s=args.steps*args.bs/probe.seconds, ms_step=probe.seconds/args.steps*1e3)
+    if probe.seconds: res.update(img_s=args.steps*args.bs/probe.seconds, ms_step=probe.seconds/args.steps*1e3,
+                                 img_s_total=args.steps*args.bs/probe.seconds*int(os.environ['WORLD_SIZE']))
     res.update(probe.seen)
     return res
 
@@ -73,13 +81,13 @@ def main():
     p.add_argument('--bs', type=int, default=None, help="batch size (default 256; 4 with --dry-run)")
     p.add_argument('--steps', type=int, default=None, help="timed steps (default 20; 2 with --dry-run)")
     p.add_argument('--warmup', type=int, default=None, help="untimed steps first (default 8; 1 with --dry-run)")
-    p.add_argument('--ways', default='single,ddp,fastai_distrib_ctx')
+    p.add_argument('--ways', default='single,ddp,fastai_distrib_ctx,efflearn_distrib_ctx')
     p.add_argument('--dry-run', action='store_true', help="CPU, gloo, tiny sizes")
     p.add_argument('--json', default=None)
     args = p.parse_args()
     for k,gpu,cpu in (('size', 224, 32), ('bs', 256, 4), ('steps', 20, 2), ('warmup', 8, 1)):
         if getattr(args, k) is None: setattr(args, k, cpu if args.dry_run else gpu)
-    if 'LOCAL_RANK' not in os.environ: raise SystemExit("launch it with torchrun --standalone --nproc_per_node=1 (see the docstring)")
+    if 'LOCAL_RANK' not in os.environ: raise SystemExit("launch it with torchrun --standalone --nproc_per_node=N (see the docstring)")
     cuda = not args.dry_run
     if cuda and not torch.cuda.is_available(): raise SystemExit("no CUDA GPU here: use --dry-run for the CPU")
     rank = int(os.environ['LOCAL_RANK'])
@@ -100,13 +108,13 @@ def main():
         if way != 'single' and 'init_error' in out: out['ways'][way] = dict(error=f"no process group: {out['init_error']}"); continue
         r = out['ways'][way] = run(way, args, device, sync_bn=cuda)
         what = f"{r['img_s']:.1f} img/s" if 'img_s' in r else 'no img/s'
-        print(f"{way}: {what}; model {r.get('model')} (DDP {r.get('ddp')}, {r.get('sync_bn_layers')} SyncBatchNorm), "
+        if int(os.environ.get('RANK', 0)) == 0: print(f"{way}: {what}; model {r.get('model')} (DDP {r.get('ddp')}, {r.get('sync_bn_layers')} SyncBatchNorm), "
               f"loader {r.get('loader')}" + (f"; FAILED: {r['error']}" if r['error'] else ''), flush=True)
         if device.type == 'cuda': torch.cuda.empty_cache()
     single = out['ways'].get('single', {}).get('img_s')
     for r in out['ways'].values():
         if single and r.get('img_s'): r['vs_single'] = r['img_s']/single
-    if args.json:
+    if args.json and int(os.environ.get('RANK', 0)) == 0:  # each process measured; the first one writes
         with open(args.json, 'w') as f: json.dump(out, f, indent=1)
     if dist.is_initialized(): dist.destroy_process_group()
 

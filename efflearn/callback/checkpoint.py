@@ -16,6 +16,9 @@ import fastai
 from fastcore.basics import store_attr
 from fastcore.foundation import L
 from fastai.learner import Learner, Recorder
+from fastai.torch_core import get_model, rank_distrib
+from fastai.distributed import DistributedDL
+import torch.distributed as dist
 from fastai.callback.core import Callback, CancelEpochException
 from fastai.callback.schedule import ParamScheduler, LRFinder
 from fastai.callback.tracker import TrackerCallback
@@ -26,6 +29,7 @@ from .resize import ProgressiveResize
 from .train_log import TrainingLog
 from .guards import HighLRGuard
 from .ema import EMA
+from ..distributed import any_rank, gather_object, is_distributed
 
 # %% auto #0
 __all__ = ['FORMAT', 'VERSION', 'PROGRESS_ATTRS', 'CheckpointError', 'rng_states', 'set_rng_states', 'checkpoint_meta',
@@ -80,13 +84,17 @@ def set_rng_states(states:dict, # what `rng_states` returned
     if states['cuda'] and torch.cuda.is_available():
         for i,s in enumerate(states['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(s, i)
 
+def _shuffler(dl):
+    "The loader whose `rng` orders the epoch: the one inside fastai's `DistributedDL` (which has an `rng` of its own, unused)"
+    return dl.dl if isinstance(dl, DistributedDL) else dl
+
 def _loader_rngs(dls)->dict:
     "The state of the `rng` fastai's training and validation loaders shuffle with"
-    return {name: (dl.rng.getstate() if hasattr(dl, 'rng') else None) for name,dl in (('train', dls.train), ('valid', dls.valid))}
+    return {name: (_shuffler(dl).rng.getstate() if hasattr(_shuffler(dl), 'rng') else None) for name,dl in (('train', dls.train), ('valid', dls.valid))}
 
 def _set_loader_rngs(dls, states:dict):
     for name,dl in (('train', dls.train), ('valid', dls.valid)):
-        if states.get(name) is not None and hasattr(dl, 'rng'): dl.rng.setstate(states[name])
+        if states.get(name) is not None and hasattr(_shuffler(dl), 'rng'): _shuffler(dl).rng.setstate(states[name])
 
 # %% ../../nbs/20b_callback.checkpoint.ipynb #84201231
 def _vocab(learn)->list|None:
@@ -96,7 +104,7 @@ def _vocab(learn)->list|None:
 def _param_groups(learn)->list:
     "The optimizer's parameter groups, or those `learn.splitter` will give it"
     if learn.opt is not None: return list(learn.opt.param_lists)
-    ps = L(learn.splitter(learn.model))
+    ps = L(learn.splitter(get_model(learn.model)))
     return list(ps) if len(ps) and isinstance(ps[0], (L, list)) else [ps]
 
 def checkpoint_meta(learn:Learner,       # the learner the checkpoint is of
@@ -165,8 +173,8 @@ def _restore_callbacks(learn, states:dict, path, strict:bool=True):
 
 def _restore_ema(ema:EMA, avg:dict|None, learn):
     if avg is None: ema.avg,ema._live = None,None; return
-    ema._live = learn.model  # the same model: `after_step` continues this average instead of starting one
-    ema.avg = AveragedModel(learn.model, multi_avg_fn=ema._lerp, use_buffers=ema.average_buffers).requires_grad_(False)
+    ema._live = get_model(learn.model)  # the same model: `after_step` continues this average instead of starting one
+    ema.avg = AveragedModel(ema._live, multi_avg_fn=ema._lerp, use_buffers=ema.average_buffers).requires_grad_(False)
     ema.avg.load_state_dict(avg)
 
 @contextmanager
@@ -191,18 +199,25 @@ def training_state(learn:Learner,         # the learner
                    loaders:dict|None=None,  # the loaders' `rng` states to record; default: now
                    settings:dict|None=None, # the run's settings, for `checkpoint_meta`
                    epoch_rng:dict|None=None, # mid-epoch: `rng_states()` at the epoch's start
+                   rank_rngs:list|None=None, # several processes: each one's `rng`, `loaders` and `epoch_rng`, in rank order
                   )->dict:
     "Everything a checkpoint holds, in types `torch.load(weights_only=True)` reads"
     scaler = getattr(learn, 'scaler', None)  # `MixedPrecision`'s GradScaler (fp16)
     return {'format': FORMAT, 'version': VERSION, 'meta': _pack(checkpoint_meta(learn, settings), 'meta'), 'position': _pack(position),
-            'model': _pack(learn.model.state_dict(), 'model'), 'opt': _opt_state(learn.opt),
-            'rng': rng or rng_states(), 'loaders': loaders or _loader_rngs(learn.dls), 'epoch_rng': epoch_rng,
+            'model': _pack(get_model(learn.model).state_dict(), 'model'), 'opt': _opt_state(learn.opt),
+            'rng': rng or rng_states(), 'loaders': loaders or _loader_rngs(learn.dls), 'epoch_rng': epoch_rng, 'rank_rngs': rank_rngs,
             'callbacks': _callback_states(learn.cbs),
             'scaler': scaler.state_dict() if scaler is not None and hasattr(scaler, 'state_dict') else None,
             'learner': {'train_iter': getattr(learn, 'train_iter', 0)}}
 
-def _write(learn, path, **kwargs)->Path:
+_RNG_KEYS = ('rng', 'loaders', 'epoch_rng')
+
+def _write(learn, path, gather:bool=False, **kwargs)->Path:
+    "Rank 0 writes; with `gather` (every process is here at the same point) each process's RNG states go in too"
     path = Path(path)
+    if gather and is_distributed():  # augmentation, dropout and stochastic depth draw from each process's own
+        kwargs['rank_rngs'] = gather_object({k: kwargs.get(k) for k in _RNG_KEYS})
+    if rank_distrib(): return path  # several processes: the main one writes, the others' weights are the same
     path.parent.mkdir(parents=True, exist_ok=True)
     with _live_weights(learn): return atomic_torch_save(training_state(learn, **kwargs), path)
 
@@ -266,7 +281,7 @@ def save_checkpoint(learn:Learner,  # the learner to save
     return _write(learn, path, settings=settings)
 
 def _load_weights(learn, sd:dict, path):
-    try: learn.model.load_state_dict(sd)
+    try: get_model(learn.model).load_state_dict(sd)  # under `distrib_ctx`, the module inside DDP
     except RuntimeError as e: raise CheckpointError(f"{path}: model: the weights do not fit this model ({_first_line(e)})") from e
 
 def _load_opt(learn, st:dict|None, path):
@@ -292,6 +307,12 @@ def restore_state(learn:Learner, # the learner to restore
     if ck.get('scaler') and scaler is not None: scaler.load_state_dict(ck['scaler'])
     learn.train_iter = ck['learner']['train_iter']
 
+def _own_rngs(ck:dict)->dict:
+    "This process's `rng`, `loaders` and `epoch_rng` in `ck`: its own where the checkpoint has every process's, else rank 0's"
+    per_rank = ck.get('rank_rngs')
+    if not per_rank or len(per_rank) != (dist.get_world_size() if is_distributed() else 1): return {k: ck.get(k) for k in _RNG_KEYS}
+    return per_rank[dist.get_rank() if is_distributed() else 0]
+
 def load_checkpoint(learn:Learner,  # the learner to load into: same architecture, classes and parameter groups
                     path:str|Path,  # a checkpoint file
                     with_opt:bool=True, # the optimizer state too
@@ -300,7 +321,7 @@ def load_checkpoint(learn:Learner,  # the learner to load into: same architectur
     "Load the checkpoint in `path` into `learn` (weights, optimizer, callback progress, EMA, RNGs); returns it"
     ck = read_checkpoint(path)
     restore_state(learn, ck, path, with_opt, strict=False)  # callbacks it has progress of, and the learner too, get it
-    if with_rng: set_rng_states(ck['rng']); _set_loader_rngs(learn.dls, ck['loaders'])
+    if with_rng: own = _own_rngs(ck); set_rng_states(own['rng']); _set_loader_rngs(learn.dls, own['loaders']); _set_loader_rngs(learn.dls, ck['loaders'])
     return ck
 
 # %% ../../nbs/20b_callback.checkpoint.ipynb #e81831f1
@@ -316,7 +337,7 @@ class _Run:
     def __init__(self, path:Path, settings:dict, resume:dict|None):
         self.path,self.settings,self.resume = path,settings,resume
         self.fits,self.fit,self.start,self.mid_epoch = 0,None,None,None
-        self.snap,self.epoch_rng,self.dirty,self.steps,self.stopped,self.signal = None,None,True,0,False,None
+        self.snap,self.saved,self.epoch_rng,self.dirty,self.steps,self.stopped,self.signal = None,None,None,True,0,False,None
         self.last_save = time.time()
 
 # %% ../../nbs/20b_callback.checkpoint.ipynb #b62df266
@@ -387,13 +408,14 @@ class Checkpoint(Callback):
                 'epoch_rng': r.epoch_rng['global'] if it else None}  # to replay the epoch's start with loader workers
 
     def save_now(self, reason:str, # why: 'epoch', 'iteration', 'interrupt', an exception's name
+                 together:bool=True,   # every process saves at this same point (not an error on one of them)
                 )->Path:
         "Write the checkpoint of the run as it stood at its last consistent point"
         r = self._run
-        position = {k: v for k,v in r.snap.items() if k not in ('rng', 'loaders', 'epoch_rng')} | {'reason': reason, 'finished': False}
-        path = _write(self.learn, r.path, settings=r.settings, position=position, rng=r.snap['rng'], loaders=r.snap['loaders'],
-                      epoch_rng=r.snap['epoch_rng'])
-        r.last_save = time.time()
+        position = {k: v for k,v in r.snap.items() if k not in _RNG_KEYS} | {'reason': reason, 'finished': False}
+        path = _write(self.learn, r.path, gather=together, settings=r.settings, position=position, rng=r.snap['rng'],
+                      loaders=r.snap['loaders'], epoch_rng=r.snap['epoch_rng'])
+        r.last_save,r.saved = time.time(),r.snap
         return path
 
     def before_fit(self):
@@ -408,6 +430,7 @@ class Checkpoint(Callback):
         for what,saved,now in (('epochs', pos['n_epoch'], self.n_epoch), ('batches per epoch', pos['n_iter'], len(self.dls.train))):
             if saved != now: raise CheckpointError(f"{r.path}: taken in a fit of {saved} {what}; this one has {now}")
         restore_state(self.learn, ck, r.path)
+        ck = {**ck, **_own_rngs(ck)}  # several processes: each continues its own random streams
         _set_loader_rngs(self.dls, ck['loaders'])
         if not pos['iter']: set_rng_states(ck['rng'])  # mid-epoch: when the first batch is fetched (`restore_batch_rngs`)
         r.start,r.mid_epoch = (pos['epoch'], pos['iter']),(ck if pos['iter'] else None)
@@ -423,7 +446,7 @@ class Checkpoint(Callback):
             _restore_callbacks(self.learn, ck['callbacks'], r.path)  # `before_train` handlers reset some (`TrainingLog`'s epoch start)
             r.mid_epoch = None
         if ck is not None and self.epoch == ck['position']['epoch']: r.epoch_rng = {'global': ck['epoch_rng'], 'train': ck['loaders']['train']}
-        else: r.epoch_rng = {'global': rng_states(), 'train': self.dls.train.rng.getstate() if hasattr(self.dls.train, 'rng') else None}
+        else: r.epoch_rng = {'global': rng_states(), 'train': _loader_rngs(self.dls)['train']}
 
     def before_step(self):
         if self._counted(): self._run.dirty = True
@@ -435,9 +458,10 @@ class Checkpoint(Callback):
             r.steps += 1
             r.snap,r.dirty = self._snapshot(self.epoch, self.iter+1),False
             if (self.every_iters and (self.iter+1) % self.every_iters == 0) or \
-               (self.every_seconds and time.time() - r.last_save >= self.every_seconds): self.save_now('iteration')
-        if r.signal is not None and not r.dirty:
-            r.stopped = True
+               (self.every_seconds and any_rank(time.time() - r.last_save >= self.every_seconds)): self.save_now('iteration')
+        # several processes stop at the same batch: a signal reaches each at its own moment (torchrun forwards SIGTERM)
+        if not r.dirty and any_rank(r.signal is not None):
+            r.stopped,r.signal = True,r.signal or signal.SIGTERM
             raise TrainingInterrupted(r.signal, self.save_now(signal.Signals(r.signal).name))
 
     def after_validate(self):
@@ -475,7 +499,8 @@ class Checkpoint(Callback):
             e.add_note(f"efflearn: no checkpoint written: this came while the weights were being updated; "
                        + (f"{r.path} holds the run at its last save" if r.path.exists() else "no checkpoint of this run was saved"))
             return
-        try: path = self.save_now(type(e).__name__)
+        # the file may hold this very point already (an epoch's end), with every process's RNGs: keep it
+        try: path = r.path if r.saved is r.snap and r.path.exists() else self.save_now(type(e).__name__, together=False)
         except Exception as save_error:
             e.add_note(f"efflearn: writing the checkpoint failed too: {save_error}")
             return

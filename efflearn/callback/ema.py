@@ -22,6 +22,8 @@ from torch.optim.swa_utils import AveragedModel
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
+from fastai.torch_core import get_model
+from ..distributed import broadcast_tensors
 
 # %% auto #0
 __all__ = ['ema_decay', 'EMA']
@@ -75,12 +77,13 @@ class EMA(Callback):
     def after_cancel_step(self): self._skip = True  # e.g. the fp16 GradScaler skipped the step: nothing changed
     @torch.no_grad()
     def after_step(self):
-        if self._live is not self.model:  # first step, or another model: copy it; the same model continues the average
-            self._live = self.model  # the copy has its device, dtype and memory format; it is never trained
-            self.avg = AveragedModel(self.model, multi_avg_fn=self._lerp, use_buffers=self.average_buffers).requires_grad_(False)
+        model = get_model(self.model)  # under `distrib_ctx` the module inside DDP, which every fit wraps anew
+        if self._live is not model:  # first step, or another model: copy it; the same model continues the average
+            self._live = model  # the copy has its device, dtype and memory format; it is never trained
+            self.avg = AveragedModel(model, multi_avg_fn=self._lerp, use_buffers=self.average_buffers).requires_grad_(False)
         if not self._skip:
             self._decay = ema_decay(self.n_steps, self.decay, self.warmup)
-            self.avg.update_parameters(self.model)
+            self.avg.update_parameters(model)
         self._skip = False
 
     def _lerp(self, avg:list, live:list, n):
@@ -89,6 +92,8 @@ class EMA(Callback):
         else: torch._foreach_copy_(avg, live)  # average_buffers: num_batches_tracked is a count
 
     def after_train(self):  # only `fit` sends it, and validation follows
+        # several processes: each copied its own BatchNorm statistics (its shard's); all take rank 0's, as DDP does
+        if self.avg is not None: broadcast_tensors(list(self.avg.module.buffers()))
         if self.validate and self.n_steps and not self._swapped: self._swap(); self._for_valid = True
     def after_validate(self): self._end_valid()
     def after_epoch(self): self._end_valid()  # in case a callback cancelled the epoch before validation

@@ -27,6 +27,7 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Recorder
 from fastai.losses import BaseLoss, LabelSmoothingCrossEntropy
+from ..distributed import any_rank
 
 # %% auto #0
 __all__ = ['GuardWarning', 'HighLRWarning', 'NonFiniteLossWarning', 'HighLRGuard', 'NonFiniteGuard']
@@ -144,7 +145,7 @@ class NonFiniteGuard(Callback):
         if self.bufs: torch._foreach_copy_(self.saved, self.bufs)
 
     def after_loss(self):
-        bad = ~torch.isfinite(self.learn.loss_grad).all()
+        bad = any_rank(~torch.isfinite(self.learn.loss_grad).all())  # several processes: all stop at the same batch, or none
         if not self.on_device: return self._check(bad)
         self.bad = bad.float()  # no sync: the optimizer reads it on the device
         self._hand_over(self.bad)

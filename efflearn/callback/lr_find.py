@@ -14,13 +14,16 @@ Docs: https://efflearn.github.io/efflearn/callback.lr_find.html.md"""
 
 # %% ../../nbs/15c_callback.lr_find.ipynb #2cffdb36
 from __future__ import annotations
-import inspect
+import copy, inspect
+from contextlib import contextmanager
 import numpy as np
 from fastcore.basics import even_mults
 from fastai.learner import Learner
 from fastai.callback.core import Callback
-from fastai.callback.schedule import ParamScheduler, SuggestionMethod
+from fastai.callback.schedule import LRFinder, ParamScheduler, SuggestionMethod
+from fastai.torch_core import get_model
 from .fine_tune import unfrozen_lrs
+from ..distributed import all_mean, is_distributed
 
 # %% auto #0
 __all__ = ['LR_MULT', 'group_lr_ratios', 'SpreadLRs', 'spread_lr_mult', 'lr_find_spread']
@@ -54,6 +57,28 @@ def spread_lr_mult(learn:Learner,            # the learner `lr_find` runs on
     if lr_mult is None: lr_mult = LR_MULT if getattr(learn, 'pretrained', False) else 1  # from scratch, fits use one LR
     return None if lr_mult == 1 else float(lr_mult)
 
+class _SweepTogether(Callback):
+    "Several processes sweep as one: every process records the mean loss over all of them, and restores its own weights"
+    order = LRFinder.order-1  # `after_fit` before `LRFinder`'s
+    def after_loss(self):
+        # each process's loss is its shard's: averaged, every process smooths, stops and suggests on the same curve (the
+        # loss of the whole batch DDP trains on), where a divergence seen by one process alone left the others in a collective
+        if self.training: self.learn.loss = all_mean(self.learn.loss)
+    def after_fit(self):
+        # fastai's `LRFinder` reloads its saved weights where the file is (the main process, which alone saves), after a
+        # barrier the other processes never reach; each process restores its own copy instead (`_restored_everywhere`)
+        if (f := getattr(self.learn, 'lr_finder', None)) is not None and hasattr(f, 'tmp_d'): f.tmp_d.cleanup()
+
+@contextmanager
+def _restored_everywhere(learn:Learner):
+    "fastai's `lr_find` saves the weights and optimizer state and loads them back, but with several processes only the main one saves: each keeps its own"
+    if not is_distributed(): yield; return
+    if learn.opt is None: learn.create_opt()
+    model,opt = copy.deepcopy(get_model(learn.model).state_dict()),copy.deepcopy(learn.opt.state_dict())
+    try:
+        with learn.added_cbs(_SweepTogether()): yield
+    finally: get_model(learn.model).load_state_dict(model); learn.opt.load_state_dict(opt)
+
 def lr_find_spread(learn:Learner,         # the learner to sweep (its weights come back as they were)
                    start_lr=1e-7,         # head LR at the start of the sweep
                    end_lr=10,             # head LR at its end
@@ -65,9 +90,10 @@ def lr_find_spread(learn:Learner,         # the learner to sweep (its weights co
     "fastai's `lr_find`; with the body (partly) unfrozen, swept with `fine_tune`'s LR spread, suggesting `slice(lr/lr_mult, lr)`"
     mult = spread_lr_mult(learn, lr_mult)
     args = dict(start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div, show_plot=show_plot, suggest_funcs=suggest_funcs)
-    if mult is None: return Learner.lr_find(learn, **args)
+    if mult is None:
+        with _restored_everywhere(learn): return Learner.lr_find(learn, **args)
     ratios = group_lr_ratios(len(learn.opt.param_lists), mult)
-    with learn.added_cbs(SpreadLRs(ratios)): res = Learner.lr_find(learn, **args)
+    with learn.added_cbs(SpreadLRs(ratios)), _restored_everywhere(learn): res = Learner.lr_find(learn, **args)
     if show_plot:
         import matplotlib.pyplot as plt  # fastai has imported it to plot
         plt.gca().set_xlabel(f"Learning rate of the head (the stem's is 1/{mult:g} of it, log-spaced in between)")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler
+from fastai.data.load import DataLoader
 from ..models.archs import check_sizes
 from ..data.memory import as_hw
 from .plan import plan_epochs, plan_progress
@@ -53,6 +54,7 @@ def _scaled(size, f):
 
 def _size_tfms(dl):
     "The transforms of `dl` that set an image size, item-level first"
+    if isinstance(getattr(dl, 'dl', None), DataLoader): dl = dl.dl  # `distrib_ctx`'s shard of a loader: the loader's own
     pipes = (getattr(dl, 'after_item', None), getattr(dl, 'after_batch', None))  # a plain `DataLoader` has functions here
     return [t for p in pipes for t in getattr(p, 'fs', ()) if getattr(t, 'size', None) is not None]
 

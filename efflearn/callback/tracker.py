@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from ..atomic import save_weights
+from ..distributed import any_rank
 
 # %% auto #0
 __all__ = ['StopOnInterrupt', 'SaveBest']
@@ -43,10 +44,11 @@ class StopOnInterrupt(Callback):
         print("\nInterrupted: stopping after this batch and saving what was trained (Ctrl-C again to stop at once)",
               file=sys.stderr, flush=True)
 
-    def before_fit(self):
-        if self.interrupted: raise CancelFitException
-    def after_batch(self):
-        if self.interrupted: raise CancelFitException
+    def before_fit(self): self._stop_if_interrupted()
+    def after_batch(self): self._stop_if_interrupted()
+    def _stop_if_interrupted(self):
+        # several processes: stop together at the same batch when Ctrl-C reached any of them (a lone one would hang the rest)
+        if any_rank(self.interrupted): self.interrupted = True; raise CancelFitException
 
 # %% ../../nbs/20_callback.tracker.ipynb #e552451b
 class SaveBest(SaveModelCallback):

@@ -29,6 +29,7 @@ from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastprogress.fastprogress import format_time, progress_bar
 from fastai.learner import Learner
+from fastai.torch_core import rank_distrib
 from .plan import plan_epochs, plan_progress
 from .resize import ProgressiveResize
 from ..atomic import atomic_write
@@ -100,7 +101,7 @@ def after_epoch(self:TrainingLog):
     row['lr'] = float(self.opt.hypers[-1]['lr'])  # the head's; every group's is in `lrs`
     row['seconds'] = round(time.time() - self._t_epoch, 2)
     self.rows.append(row)
-    if self.show: self._print_row(row, names)
+    if self.show and not rank_distrib(): self._print_row(row, names)  # several processes: one table, the main one's
     self.save()
 
 @patch
@@ -310,7 +311,8 @@ class PlainProgress(Callback):
                  file=None):      # where to write; default `sys.stdout`
         store_attr()
 
-    def _print(self, *args): print(*args, file=self.file or sys.stdout, flush=True)
+    def _print(self, *args):
+        if not rank_distrib(): print(*args, file=self.file or sys.stdout, flush=True)
 
     def before_fit(self):
         self.old_logger,self._t_fit = self.learn.logger,time.time()
