@@ -83,7 +83,8 @@ def fastai_recipe(data, args, clock):
 def efflearn_recipe(data, args, clock):
     sizes = args.size_list
     head_size = args.head_size or sizes[0]
-    learn = efficientnet_learner(loaders(data, args, head_size, flip=True), 'lite0', precompute=True, metrics=accuracy)
+    learn = efficientnet_learner(loaders(data, args, head_size, flip=True), 'lite0', precompute=True, metrics=accuracy,
+                                 freeze_bn=args.freeze_bn)
     learn.fixed_size = head_size
     n_items = len(data[0]) + len(data[2])
     t_acts = n_items/(2*args.bs)*seconds_per_batch(learn, head_size, 2*args.bs, train=False)  # one pass computes the activations
@@ -148,6 +149,7 @@ def main():
     p.add_argument('--head-epochs', type=int, default=3); p.add_argument('--head-lr', type=float, default=1e-2)
     p.add_argument('--lr', type=float, default=2e-3, help="efflearn's head LR after unfreezing (the stem's is 1/100 of it)")
     p.add_argument('--scratch-lr', type=float, default=1e-2)
+    p.add_argument('--freeze-bn', default=None, help="efflearn's BatchNorm policy: always, frozen_groups, never (default: the learner's)")
     p.add_argument('--checkpoints', type=int, default=4, help="budget checkpoints in the table, evenly spaced")
     p.add_argument('--device', default='cpu'); p.add_argument('--seed', type=int, default=0)
     p.add_argument('--src', default=str(FASHION_MNIST_DIR))

@@ -163,6 +163,12 @@ def _pretrained_arg(pretrained, default:bool):
 def _default_out(arch:str)->Path: return Path('efflearn-runs')/f"{datetime.now():%Y%m%d-%H%M%S}-{arch}"
 
 def _rank()->int: return int(os.environ.get('RANK', 0))  # set by torchrun and accelerate launch; fastai's `rank_distrib` reads it too
+def _batches(dl)->int:
+    "Training batches per epoch, of each process under torchrun"
+    if _world() <= 1: return len(dl)
+    from efflearn.distributed import shard_batches
+    return shard_batches(dl, _world())
+
 def _world()->int: return int(os.environ.get('WORLD_SIZE', 1))
 
 def _say(*args):
@@ -199,7 +205,11 @@ def _summary(info:dict, out:Path)->str:
                f"SGDR, {epochs}, in {_n(info['cycles'], 'cycle')}"
     return (f"efflearn train: {d['path']} ({split}): {len(d['classes'])} classes ({_few(d['classes'])}), {d['n_train']} train / "
             f"{d['n_valid']} valid images | {info['arch']}, {weights} | {size} | {schedule} | {info['device']}, batch size "
-            f"{info['bs']} ({info['batches']} per epoch) | writing to {out}")
+            f"{info['bs']}{_per_process(info)} ({info['batches']} per epoch) | writing to {out}")
+
+def _per_process(info:dict)->str:
+    n = info.get('processes', 1)
+    return '' if n == 1 else f" per process x {n} processes = {info['bs']*n}"  # torchrun: each its shard
 
 def _size_note(sizes:tuple, valid_size:str)->str|None:
     "Why the early rows read low, when they do"
@@ -370,7 +380,7 @@ def train(path:str|Path|None=None, # image folder: class sub-folders, or train/ 
     folder,learn,sizes,dev,out = _setup(path, digits, arch, pretrained, sizes, bs, seed, workers, augment, verify, device, out,
                                           dict(bad_images=bad_images, max_skipped=max_skipped, max_pixels=max_pixels or None), precompute)
     info = dict(arch=arch, pretrained=pretrained, sizes=list(sizes), valid_size=valid_size, schedule=schedule, epochs=epochs,
-                freeze_epochs=freeze_epochs, total_epochs=freeze_epochs+epochs, cycles=n_cycles, bs=bs, batches=len(learn.dls.train),
+                freeze_epochs=freeze_epochs, total_epochs=freeze_epochs+epochs, cycles=n_cycles, bs=bs, batches=_batches(learn.dls.train), processes=_world(),
                 seed=seed, device=str(dev), data={'path': str(folder.path), 'train': folder.train, 'valid': folder.valid,
                 'classes': folder.classes, 'n_train': len(learn.dls.train_ds), 'n_valid': len(learn.dls.valid_ds),
                 'skipped': {str(f): why for f,why in folder.skipped.items()}})

@@ -10,9 +10,9 @@ process, so metrics are exact, with no padded duplicates and no gathering; and t
 trainable parameters change inside a fit (`GradualUnfreeze`, `FreezeBN(affine=True)`), which plain DDP refuses.
 `sync_bn` defaults to False (fastai's is True): frozen statistics, the pretrained default, make `SyncBatchNorm`
 pointless, it costs a collective per BatchNorm layer, and it needs CUDA. One process (`WORLD_SIZE` 1 or unset)
-trains as without the context. `any_rank`, `broadcast_object` and `broadcast_tensors` are how callbacks make every
-process take the same decision: the NaN guard, Ctrl-C, the EMA and the command line use them, and they do nothing in
-a single process.
+trains as without the context. `any_rank`, `all_mean`, `broadcast_object`, `broadcast_tensors` and `gather_object` are how
+callbacks make every process take the same decision: the NaN guard, Ctrl-C and SIGTERM, `lr_find`, the EMA,
+checkpoints (each process's RNG states) and the command line use them, and they do nothing in a single process.
 
 Docs: https://efflearn.github.io/efflearn/distributed.html.md"""
 
@@ -34,7 +34,7 @@ from fastcore.meta import delegates
 
 # %% auto #0
 __all__ = ['is_distributed', 'group_device', 'any_rank', 'all_mean', 'broadcast_object', 'gather_object', 'broadcast_tensors',
-           'ShardedDL', 'WholeDL', 'DistributedFit', 'DistributedLearner']
+           'shard_batches', 'ShardedDL', 'WholeDL', 'DistributedFit', 'DistributedLearner']
 
 # %% ../nbs/20c_distributed.ipynb #0a057e9f
 def is_distributed()->bool:
@@ -45,28 +45,33 @@ def group_device()->torch.device:
     "The device the default process group's collectives take tensors on: the current CUDA device for NCCL, else the CPU"
     return torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
 
-def any_rank(flag):
+def any_rank(flag, # a bool, or a one-element tensor (left on its device: no wait for the GPU until it is read)
+            ):
     "`flag` (a bool, or a one-element tensor left on its device) made true on every process if it is on any; one process: `flag`"
     if not is_distributed(): return flag
     t = torch.as_tensor(flag).detach().reshape(1).to(group_device(), torch.float32)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.to(flag.device).reshape(flag.shape).to(flag.dtype) if isinstance(flag, torch.Tensor) else bool(t.item())
 
-def all_mean(t:torch.Tensor)->torch.Tensor:
+def all_mean(t:torch.Tensor, # this process's value (a loss)
+            )->torch.Tensor:
     "The mean of `t` over all processes, on `t`'s device (a new tensor, no gradient); one process: `t`"
     if not is_distributed(): return t
     buf = t.detach().to(group_device(), torch.float32, copy=True)
     dist.all_reduce(buf, op=dist.ReduceOp.SUM)
     return (buf/dist.get_world_size()).to(t.device, t.dtype)
 
-def broadcast_object(obj, src:int=0):
+def broadcast_object(obj,       # anything picklable; only process `src`'s is used
+                     src:int=0): # the process whose `obj` every process gets
     "`obj` (picklable) as process `src` has it, on every process; one process: `obj`"
     if not is_distributed(): return obj
     box = [obj]
     dist.broadcast_object_list(box, src=src, device=group_device())
     return box[0]
 
-def gather_object(obj, dst:int=0)->list|None:
+def gather_object(obj,       # anything picklable: this process's
+                  dst:int=0, # the process that receives them all
+                 )->list|None:
     "Every process's `obj` (picklable), in rank order, on process `dst` (None on the others); one process: `[obj]`"
     if not is_distributed(): return [obj]
     box = [None]*dist.get_world_size() if dist.get_rank() == dst else None
@@ -74,7 +79,8 @@ def gather_object(obj, dst:int=0)->list|None:
     return box
 
 @torch.no_grad()
-def broadcast_tensors(tensors, src:int=0):
+def broadcast_tensors(tensors,   # the tensors to overwrite, the same shapes and order on every process
+                      src:int=0): # the process whose values every process gets
     "Copy process `src`'s values of `tensors` into every process's, in place; one process: nothing"
     if not is_distributed(): return
     dev = group_device()
@@ -84,7 +90,12 @@ def broadcast_tensors(tensors, src:int=0):
         if buf is not t: t.copy_(buf)
 
 # %% ../nbs/20c_distributed.ipynb #9ff96a72
-def _round_up(n:int, m:int)->int: return math.ceil(n/m)*m
+def shard_batches(dl,              # a fastai `DataLoader`
+                  world_size:int,  # processes sharing its epochs
+                 )->int:
+    "Batches each of `world_size` processes gets from `dl` in an epoch: its padded shard of `dl`'s items, in `dl`'s batches"
+    per_rank = math.ceil(dl.n/world_size)
+    return per_rank//dl.bs if dl.drop_last else math.ceil(per_rank/dl.bs)
 
 class ShardedDL(DistributedDL):
     "fastai's `DistributedDL` (each process its slice of every epoch), its order broadcast on the group's device, its length the batches it gives"
@@ -92,15 +103,18 @@ class ShardedDL(DistributedDL):
         t = torch.tensor(t, dtype=torch.long, device=group_device())
         dist.broadcast(t, rank)
         return t.cpu().tolist()
-    def __len__(self):
-        per_rank = _round_up(self.dl.n, self.world_size)//self.world_size  # the padded shard
-        return per_rank//self.bs if self.drop_last else math.ceil(per_rank/self.bs)
+    def __len__(self): return shard_batches(self.dl, self.world_size)
 
 class WholeDL(ShardedDL):
     "All of `dl` on every process, in its own order, and results not gathered: validation, exact on every process"
-    def __init__(self, dl, device=None): super().__init__(dl, rank=0, world_size=1, device=device)
+    def __init__(self, dl,       # the validation loader
+                 device=None): # where batches go (fastai's `DistributedDL` argument)
+        super().__init__(dl, rank=0, world_size=1, device=device)
     def _broadcast(self, t, rank): return list(t)  # validation is not shuffled: every process has the same order
-    def to_detach(self, b, cpu=True, gather=True): return to_detach(b, cpu, gather=False)
+    def to_detach(self, b,        # predictions or targets
+                  cpu=True,    # move them to the CPU
+                  gather=True, # ignored: every process has them all already
+                 ): return to_detach(b, cpu, gather=False)
 
 # %% ../nbs/20c_distributed.ipynb #0759cb43
 def _trainable(model:nn.Module)->tuple:
@@ -125,6 +139,8 @@ class DistributedFit(DistributedTrainer):
         if pre is not None and pre.enabled and getattr(self.opt, 'frozen_idx', 0):
             raise ValueError("precompute: the cached activations are one process's; under `distrib_ctx` set `learn.precompute = False` "
                              "(several processes train the head on full forward passes instead)")
+        # `SyncBatchNorm` layers share the BatchNorm layers' parameters and statistics: the plain model comes back after the fit
+        self.plain = self.model
         self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.model) if self.sync_bn else self.model
         self._wrap_model()
         self.old_dls = list(self.dls)
@@ -149,7 +165,7 @@ class DistributedFit(DistributedTrainer):
         if self.training and _trainable(self.module) != self._built_for: self._wrap_model()
     def after_fit(self):
         if self.learn.model in self.accelerator._models: self.accelerator._models.remove(self.learn.model)
-        self.learn.model,self.learn.dls.loaders = self.module,self.old_dls
+        self.learn.model,self.learn.dls.loaders = self.plain,self.old_dls
 
 # %% ../nbs/20c_distributed.ipynb #2b71b7c5
 class DistributedLearner:

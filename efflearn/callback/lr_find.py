@@ -14,7 +14,7 @@ Docs: https://efflearn.github.io/efflearn/callback.lr_find.html.md"""
 
 # %% ../../nbs/15c_callback.lr_find.ipynb #2cffdb36
 from __future__ import annotations
-import copy, inspect
+import copy, inspect, math
 from contextlib import contextmanager
 import numpy as np
 from fastcore.basics import even_mults
@@ -59,7 +59,11 @@ def spread_lr_mult(learn:Learner,            # the learner `lr_find` runs on
 
 class _SweepTogether(Callback):
     "Several processes sweep as one: every process records the mean loss over all of them, and restores its own weights"
-    order = LRFinder.order-1  # `after_fit` before `LRFinder`'s
+    order = LRFinder.order-1  # `after_fit` before `LRFinder`'s; `before_fit` after `DistributedFit`'s, which shards the loaders
+    def before_fit(self):
+        # fastai counts the sweep's epochs from the whole loader's length, before the fit shards it: with n processes the
+        # sweep ran out of epochs at 1/n of its iterations, short of its end LR (and its suggestion 100x low with 2)
+        if (f := getattr(self.learn, 'lr_finder', None)) is not None: self.learn.n_epoch = math.ceil(f.num_it/len(self.dls.train))+1
     def after_loss(self):
         # each process's loss is its shard's: averaged, every process smooths, stops and suggests on the same curve (the
         # loss of the whole batch DDP trains on), where a divergence seen by one process alone left the others in a collective
