@@ -27,10 +27,8 @@ import torch.distributed as dist
 from torch import nn
 from fastcore.basics import noop
 from fastai.callback.progress import ProgressCallback
-from fastai.distributed import DistributedDL, DistributedTrainer, _hidden_params
+from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.torch_core import get_model, rank_distrib, to_detach
-from accelerate import Accelerator
-from fastcore.meta import delegates
 
 # %% auto #0
 __all__ = ['is_distributed', 'group_device', 'any_rank', 'all_mean', 'broadcast_object', 'gather_object', 'broadcast_tensors',
@@ -123,12 +121,11 @@ def _trainable(model:nn.Module)->tuple:
 
 class DistributedFit(DistributedTrainer):
     "fastai's `DistributedTrainer` for efflearn: gloo on CPUs, true loader lengths, exact validation, DDP rebuilt when the trainable parameters change"
-    @delegates(Accelerator, but=_hidden_params + ['cpu'])
     def __init__(self,
                  sync_bn:bool=False,  # convert BatchNorm to `SyncBatchNorm` (CUDA only); pointless with frozen statistics
                  valid:str='whole',   # 'whole': every process validates all of the validation set; 'shard': a slice each, as fastai
                  cpu:bool=False,      # the model is on the CPU: gloo, not NCCL
-                 **kwargs):           # to accelerate's `Accelerator`
+                 **kwargs):           # to accelerate's `Accelerator` (`mixed_precision`, `gradient_accumulation_steps`...)
         if valid not in ('whole', 'shard'): raise ValueError(f"DistributedFit(valid={valid!r}): use 'whole' or 'shard'")
         if sync_bn and cpu: raise ValueError("sync_bn=True: SyncBatchNorm synchronises on CUDA devices only, and this learner is on the CPU; use sync_bn=False")
         self.valid = valid
@@ -170,13 +167,15 @@ class DistributedFit(DistributedTrainer):
 # %% ../nbs/20c_distributed.ipynb #2b71b7c5
 class DistributedLearner:
     "`distrib_ctx`, `to_distributed` and `detach_distributed` with `DistributedFit`; a mixin for a fastai `Learner` subclass"
-    @delegates(DistributedFit)
-    def to_distributed(self, sync_bn:bool=False, **kwargs):
+    def to_distributed(self,
+                       sync_bn:bool=False, # convert BatchNorm to `SyncBatchNorm` (CUDA only); pointless with frozen statistics
+                       valid:str='whole',  # 'whole': every process validates all of the validation set; 'shard': a slice each, as fastai
+                       **kwargs):          # to accelerate's `Accelerator` (`mixed_precision`, `gradient_accumulation_steps`...)
         "Add `DistributedFit` when this process is one of several (`WORLD_SIZE` > 1); otherwise train as usual"
         from fastai.torch_core import num_distrib
         if num_distrib() <= 1: return self
         cpu = next(get_model(self.model).parameters()).device.type == 'cpu'
-        self.add_cb(DistributedFit(sync_bn, cpu=cpu, **kwargs))
+        self.add_cb(DistributedFit(sync_bn, valid, cpu=cpu, **kwargs))
         if rank_distrib(): self.remove_cb(ProgressCallback)
         return self
 
@@ -189,10 +188,12 @@ class DistributedLearner:
         return self
 
     @contextmanager
-    @delegates(DistributedFit)
-    def distrib_ctx(self, sync_bn:bool=False, **kwargs):
+    def distrib_ctx(self,
+                    sync_bn:bool=False, # convert BatchNorm to `SyncBatchNorm` (CUDA only); pointless with frozen statistics
+                    valid:str='whole',  # 'whole': every process validates all of the validation set; 'shard': a slice each, as fastai
+                    **kwargs):          # to accelerate's `Accelerator` (`mixed_precision`, `gradient_accumulation_steps`...)
         "Inside, fits run on all processes of the launch (`torchrun`, `accelerate launch`) as one; one process: as usual"
         try:
-            self.to_distributed(sync_bn, **kwargs)
+            self.to_distributed(sync_bn, valid, **kwargs)
             yield self
         finally: self.detach_distributed()
