@@ -26,7 +26,7 @@ from efflearn.all import *
 class Probe(Callback):
     "Times the training steps after `warmup` (device synced), notes what the model and loader are, ends the fit after training"
     order = 200  # after fastai's DistributedTrainer (11) has wrapped the model and the loader
-    def __init__(self, warmup, device): self.warmup,self.device,self.seconds,self.seen = warmup,device,None,{}
+    def __init__(self, warmup, device): self.warmup,self.device,self.seconds,self.seen,self.timed = warmup,device,None,{},0
     def sync(self):
         if self.device.type == 'cuda': torch.cuda.synchronize(self.device)
     def before_train(self):
@@ -34,14 +34,16 @@ class Probe(Callback):
         self.seen = dict(model=type(m).__name__, ddp=isinstance(m, DistributedDataParallel), loader=type(self.dl).__name__,
                          sync_bn_layers=sum(isinstance(o, nn.SyncBatchNorm) for o in m.modules()))
     def after_batch(self):
-        if self.training and self.iter == self.warmup-1: self.sync(); self.start = time.perf_counter()
+        if not self.training: return
+        if self.iter == self.warmup-1: self.sync(); self.start = time.perf_counter()
+        elif self.iter >= self.warmup: self.timed += 1
     def after_train(self):
         self.sync(); self.seconds = time.perf_counter()-self.start
         raise CancelFitException  # validation is not measured
 
 def make_learner(args, device):
-    "B0 from scratch on (warmup+steps) batches of random uint8 images resident on `device`"
-    n = args.bs*(args.warmup + args.steps)
+    "B0 from scratch on (warmup+steps) batches per process of random uint8 images resident on `device`"
+    n = args.bs*(args.warmup + args.steps)*int(os.environ.get('WORLD_SIZE', 1))  # each process its shard of them
     g = torch.Generator(device).manual_seed(0)
     img = lambda k: torch.randint(0, 256, (k, 3, args.size, args.size), dtype=torch.uint8, device=device, generator=g)
     lbl = lambda k: torch.randint(0, 10, (k,), device=device, generator=g)
@@ -70,8 +72,9 @@ def run(way, args, device, sync_bn):
     except Exception as e:
         res['error'] = f"{type(e).__name__}: {e}"
         res['where'] = traceback.format_exc().strip().splitlines()[-3:]
-    if probe.seconds: res.update(img_s=args.steps*args.bs/probe.seconds, ms_step=probe.seconds/args.steps*1e3,
-                                 img_s_total=args.steps*args.bs/probe.seconds*int(os.environ['WORLD_SIZE']))
+    if probe.seconds and probe.timed:  # the steps really timed, not the ones asked for
+        res.update(img_s=probe.timed*args.bs/probe.seconds, ms_step=probe.seconds/probe.timed*1e3, steps=probe.timed,
+                   img_s_total=probe.timed*args.bs/probe.seconds*int(os.environ['WORLD_SIZE']))
     res.update(probe.seen)
     return res
 
