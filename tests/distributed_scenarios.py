@@ -110,7 +110,7 @@ def lr_find(out):
     learn = efficientnet_learner(make_dls(32), 'lite0', metrics=accuracy, path=out, model_dir='.')
     learn.unfreeze()
     before = model_fp(learn)
-    with learn.distrib_ctx(), quiet(learn): sugg = learn.lr_find(show_plot=False)
+    with learn.distrib_ctx(), quiet(learn): sugg = learn.lr_find(num_it=30, stop_div=False, show_plot=False)
     return dict(suggestion=[sugg.valley.start, sugg.valley.stop], before=before, after=model_fp(learn), opt=opt_fp(learn),
                 iters=len(learn.recorder.lrs), last_lr=float(learn.recorder.lrs[-1]), losses=[float(l) for l in learn.recorder.losses],
                 chosen=broadcast_object(sugg.valley.stop))

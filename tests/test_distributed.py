@@ -82,8 +82,9 @@ def test_lr_find_restores_every_process_and_agrees(runs):
     assert a['after'] == a['before'] == b['after']  # fastai restores the main process only; efflearn restores each
     assert a['opt'] == b['opt']
     assert a['losses'] == b['losses']  # one curve: the loss averaged over the processes
-    # the sweep reaches its divergence (measured: 0.30 at iteration 82), not the end of too few sharded epochs (8e-4 at 49)
-    assert a['last_lr'] > 1e-2
+    # all 30 iterations, to the end LR: fastai counted the sweep's epochs from the unsharded loader, 30//15+1 = 3 epochs
+    # of 7 sharded batches, and stopped at iteration 21 (with 100 iterations: at 8e-4 instead of 10, the suggestion 100x low)
+    assert a['iters'] == 30 and a['last_lr'] == pytest.approx(1e-7*1e8**(29/30))  # the last iteration's LR
 
 def test_resume_continues_on_every_process(runs):
     _,res = runs
