@@ -163,13 +163,13 @@ def _pretrained_arg(pretrained, default:bool):
 def _default_out(arch:str)->Path: return Path('efflearn-runs')/f"{datetime.now():%Y%m%d-%H%M%S}-{arch}"
 
 def _rank()->int: return int(os.environ.get('RANK', 0))  # set by torchrun and accelerate launch; fastai's `rank_distrib` reads it too
+def _world()->int: return int(os.environ.get('WORLD_SIZE', 1))
+
 def _batches(dl)->int:
     "Training batches per epoch, of each process under torchrun"
     if _world() <= 1: return len(dl)
     from efflearn.distributed import shard_batches
     return shard_batches(dl, _world())
-
-def _world()->int: return int(os.environ.get('WORLD_SIZE', 1))
 
 def _say(*args):
     if not _rank(): print(*args, flush=True)  # several processes: the main one speaks for all

@@ -84,17 +84,17 @@ def set_rng_states(states:dict, # what `rng_states` returned
     if states['cuda'] and torch.cuda.is_available():
         for i,s in enumerate(states['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(s, i)
 
-def _shuffler(dl):
-    "The loader whose `rng` orders the epoch: the one inside fastai's `DistributedDL` (which has an `rng` of its own, unused)"
-    return dl.dl if isinstance(dl, DistributedDL) else dl
+def _shufflers(dls)->list:
+    "(name, loader) of the loaders whose `rng` orders the epochs: the one inside fastai's `DistributedDL` (whose own `rng` is unused)"
+    return [(name, dl.dl if isinstance(dl, DistributedDL) else dl) for name,dl in (('train', dls.train), ('valid', dls.valid))]
 
 def _loader_rngs(dls)->dict:
     "The state of the `rng` fastai's training and validation loaders shuffle with"
-    return {name: (_shuffler(dl).rng.getstate() if hasattr(_shuffler(dl), 'rng') else None) for name,dl in (('train', dls.train), ('valid', dls.valid))}
+    return {name: (dl.rng.getstate() if hasattr(dl, 'rng') else None) for name,dl in _shufflers(dls)}
 
 def _set_loader_rngs(dls, states:dict):
-    for name,dl in (('train', dls.train), ('valid', dls.valid)):
-        if states.get(name) is not None and hasattr(_shuffler(dl), 'rng'): _shuffler(dl).rng.setstate(states[name])
+    for name,dl in _shufflers(dls):
+        if states.get(name) is not None and hasattr(dl, 'rng'): dl.rng.setstate(states[name])
 
 # %% ../../nbs/20b_callback.checkpoint.ipynb #84201231
 def _vocab(learn)->list|None:
@@ -321,7 +321,7 @@ def load_checkpoint(learn:Learner,  # the learner to load into: same architectur
     "Load the checkpoint in `path` into `learn` (weights, optimizer, callback progress, EMA, RNGs); returns it"
     ck = read_checkpoint(path)
     restore_state(learn, ck, path, with_opt, strict=False)  # callbacks it has progress of, and the learner too, get it
-    if with_rng: own = _own_rngs(ck); set_rng_states(own['rng']); _set_loader_rngs(learn.dls, own['loaders']); _set_loader_rngs(learn.dls, ck['loaders'])
+    if with_rng: own = _own_rngs(ck); set_rng_states(own['rng']); _set_loader_rngs(learn.dls, own['loaders'])
     return ck
 
 # %% ../../nbs/20b_callback.checkpoint.ipynb #e81831f1
