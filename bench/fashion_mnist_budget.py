@@ -9,6 +9,10 @@
 - `scratch`: efflearn from random weights: `efficientnet_learner(dls, 'lite0', pretrained=False)`, `ProgressiveResize`,
   `fit_one_cycle` for as many epochs as the budget holds.
 
+Both efflearn recipes keep the learner's defaults (channels_last on, also on the CPU); fastai's keeps fastai's. With
+progressive sizes, each epoch is validated at the size it trained at (`ProgressiveResize(valid='current')`): the
+accuracy at a checkpoint is that of the model as it would predict if training stopped there.
+
 Each recipe plans its epochs to fill `--minutes` from the measured time of a few training batches at each size and
 of validation (all 10,000 test images after every epoch, counted in the budget), then trains; a recipe still
 running when its budget is spent stops there (`Clock` from `fashion_mnist.py`). Reports the test accuracy reached by
@@ -18,11 +22,11 @@ each checkpoint (`--checkpoints`, evenly spaced over the budget) in a table, and
     OMP_NUM_THREADS=2 python bench/fashion_mnist_budget.py --minutes 20 --plot fmnist_budget.png --json fmnist_budget.json
     OMP_NUM_THREADS=1 python bench/fashion_mnist_budget.py --minutes 1 --n-train 2000 --n-test 1000   # a dry run
 """
-import argparse, contextlib, io, json, math, sys, time, warnings
+import argparse, json, math, statistics, sys, time, warnings
 from pathlib import Path
 import torch
 warnings.filterwarnings('ignore')
-from fastai.callback.core import Callback
+from fastai.callback.channelslast import ChannelsLast
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
 from fastai.vision.augment import Flip
@@ -37,22 +41,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fashion_mnist import Clock, stage_epochs  # the budget clock and the epochs-per-size split of the time-to-accuracy bench
 
 
-def seconds_per_batch(learn, size:int, bs:int, train:bool, n:int=3)->float:
-    "Wall seconds of one batch of `learn.model` at `size` px (forward, and backward and step when `train`), after a warm-up"
+def seconds_per_batch(learn, size:int, bs:int, train:bool, n:int=5, warmup:int=2)->float:
+    "Median wall seconds of one batch of `learn.model` at `size` px (forward, and backward and step when `train`), after `warmup` batches"
     model,dev = learn.model,next(learn.model.parameters()).device
+    if any(isinstance(cb, ChannelsLast) for cb in learn.cbs): model.to(memory_format=torch.channels_last)  # as the fit will
     x = torch.randn(bs, learn.dls.one_batch()[0].shape[1], size, size, device=dev)
     y = torch.randint(0, learn.dls.c, (bs,), device=dev)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.)
     model.train(train)
     times = []
-    for i in range(n+1):
+    for i in range(warmup+n):
         sync(dev); t = time.perf_counter()
         with torch.set_grad_enabled(train):
             loss = learn.loss_func(model(x), y)
             if train: loss.backward(); opt.step(); opt.zero_grad()
         sync(dev); times.append(time.perf_counter() - t)
     model.train()
-    return sum(times[1:])/n
+    return statistics.median(times[warmup:])
 
 
 def plan(learn, sizes, budget:float, n_train:int, n_valid:int, bs:int)->tuple[int, list, list]:
@@ -91,7 +96,7 @@ def efflearn_recipe(data, args, clock):
     learn.unfreeze()  # to time the phase that follows
     n,used,split = plan(learn, sizes, args.budget - t_acts, len(data[0]), len(data[2]), args.bs)
     learn.freeze()
-    resize = [ProgressiveResize(used, epochs=split)] if len(used) > 1 else []
+    resize = [ProgressiveResize(used, epochs=split, valid='current')] if len(used) > 1 else []
     def head(): learn.fit_one_cycle(args.head_epochs, args.head_lr, cbs=clock)
     def body():
         learn.dls = loaders(data, args, sizes[-1], flip=True)  # the course's way to change size; the learner keeps its Normalize
@@ -107,7 +112,7 @@ def scratch_recipe(data, args, clock):
     learn = efficientnet_learner(loaders(data, args, sizes[-1], flip=True), 'lite0', pretrained=False, metrics=accuracy)
     learn.fixed_size = sizes[-1]
     n,used,split = plan(learn, sizes, args.budget, len(data[0]), len(data[2]), args.bs)
-    resize = [ProgressiveResize(used, epochs=split)] if len(used) > 1 else []
+    resize = [ProgressiveResize(used, epochs=split, valid='current')] if len(used) > 1 else []
     return learn, [lambda: learn.fit_one_cycle(n, args.scratch_lr, cbs=[clock, *resize])], \
         f"Lite0 from scratch: fit_one_cycle({n}) at {args.scratch_lr:g}, sizes {used} for {split + [n - sum(split)]} epochs, flips"
 
@@ -142,7 +147,7 @@ def main():
     p.add_argument('--recipes', default='fastai,efflearn,scratch')
     p.add_argument('--n-train', type=int, default=None, help="training images, class-balanced (default: all 60,000)")
     p.add_argument('--n-test', type=int, default=None, help="test images (default: all 10,000)")
-    p.add_argument('--sizes', default='32,48', help="efflearn's and scratch's sizes (ProgressiveResize)")
+    p.add_argument('--sizes', default='32,48,64', help="efflearn's and scratch's sizes (ProgressiveResize, validating at the size trained at)")
     p.add_argument('--head-size', type=int, default=None, help="efflearn's head phase size (default: the first of --sizes)")
     p.add_argument('--fastai-size', type=int, default=64)
     p.add_argument('--bs', type=int, default=64)

@@ -6,7 +6,7 @@ the model with `create_efficientnet_model` (ImageNet weights with `pretrained=Tr
 a head for `dls.c` classes; as many input channels as the data has), splits it with `efficientnet_split` into one
 parameter group per stage, and starts frozen to its head when pretrained. It adds the weights' `Normalize` to `dls`
 unless one is there, `FreezeBN` (`freeze_bn='always'` by default when pretrained), `GroupLRRecorder`, the training
-guards (`guards='warn'`), and on CUDA bfloat16 or float16 mixed precision and channels_last (`fast_path_settings`);
+guards (`guards='warn'`), the channels-last memory layout, and on CUDA bfloat16 or float16 mixed precision (`fast_path_settings`);
 the optimizer is `FusedAdam`, and `torch_compile=True` adds `CompileModel`. It returns an `EfficientNetLearner`, a
 `Learner` subclass whose `fine_tune` (both phases one plan; `unfreeze_every` for gradual unfreezing), `fit_sgdr`
 (any `cycle_mult`, warmup, snapshots), `snapshot_preds` and `lr_find` (with the body unfrozen, swept with
@@ -65,13 +65,13 @@ def add_normalize(dls,         # fastai `DataLoaders`, changed in place
 # %% ../nbs/21_learner.ipynb #8bb81219
 def fast_path_settings(device_type:str, # 'cuda' or 'cpu' (or another torch device type)
                        mixed_precision:bool|str|None=None, # None: on for CUDA; True: choose bf16/fp16; 'bf16'; 'fp16'; False
-                       channels_last:bool|None=None,       # None: on for CUDA
+                       channels_last:bool|None=None,       # None: on (measured faster on CUDA and on the CPU)
                        bf16_supported:bool|None=None,      # whether the GPU has bfloat16; default: ask torch
                       )->tuple[str|None,bool]:
     "The AMP mode ('bf16', 'fp16' or None) and channels_last setting for a device"
     cuda = device_type == 'cuda'
     if mixed_precision is None: mixed_precision = cuda
-    if channels_last is None: channels_last = cuda
+    if channels_last is None: channels_last = True
     if mixed_precision and not cuda:
         raise ValueError(f"mixed_precision={mixed_precision!r} needs a CUDA device, but the DataLoaders are on "
                          f"{device_type!r}; pass mixed_precision=False or move the data to the GPU")
@@ -149,7 +149,7 @@ def efficientnet_learner(dls,                       # fastai `DataLoaders`
                          freeze_bn_affine:bool=False, # also fix the body's BatchNorm scale and shift where `freeze_bn` fixes their statistics, through `unfreeze` (Keras's frozen BN)
                          precompute:bool=False,     # while the body is frozen, train the head on its activations, computed once per image (`PrecomputeActivations`)
                          mixed_precision:bool|str|None=None, # None: bf16/fp16 on CUDA, off on CPU; or True, False, 'bf16', 'fp16'
-                         channels_last:bool|None=None, # None: on for CUDA, off on CPU
+                         channels_last:bool|None=None, # None: on (CUDA and CPU); False: PyTorch's default layout
                          guards:str|bool='warn',    # LR-too-high guard: 'warn' or 'stop'; both stop at a NaN loss; False: none
                          torch_compile:bool|dict=False, # opt-in `torch.compile` of the model (`CompileModel`); a dict: its arguments
                          # Learner arguments, with fastai's defaults

@@ -1,0 +1,45 @@
+"""Train-step img/s of EfficientNets in PyTorch's default (NCHW) memory layout and in channels-last, per image size:
+why `efficientnet_learner` turns channels_last on by default on the CPU as on CUDA.
+
+Each configuration builds the learner with `channels_last=False` and `channels_last=True` (fastai's `ChannelsLast`
+converts the model in `before_fit`; here `.to(memory_format=...)` directly), unfrozen, and times forward, backward
+and an optimizer step on the same random batch after a warm-up, alternating the layouts `--repeats` times so that
+a drifting machine shows in the spread:
+
+    OMP_NUM_THREADS=2 python bench/memory_format.py --configs lite0:32,lite0:64,b0:128,b0:224 --bs 32
+    python bench/memory_format.py --device cuda --configs b0:224 --bs 256
+"""
+import argparse, statistics, sys, warnings
+from pathlib import Path
+import torch
+warnings.filterwarnings('ignore')
+from efflearn.data.memory import memory_dataloaders
+from efflearn.learner import efficientnet_learner
+sys.path.insert(0, str(Path(__file__).parent))
+from fashion_mnist_budget import seconds_per_batch  # wall seconds of one training batch, synchronised
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--configs', default='lite0:32,lite0:64,b0:128,b0:224', help="arch:size, comma-separated")
+    p.add_argument('--bs', type=int, default=32); p.add_argument('--channels', type=int, default=3)
+    p.add_argument('--repeats', type=int, default=2); p.add_argument('--steps', type=int, default=2)
+    p.add_argument('--device', default='cpu')
+    args = p.parse_args()
+    x = torch.randint(0, 256, (2*args.bs, args.channels, 32, 32), dtype=torch.uint8); y = torch.randint(0, 10, (2*args.bs,))
+    dls = memory_dataloaders(x, y, x, y, vocab=[str(i) for i in range(10)], size=32, bs=args.bs, device=args.device)
+    print(f"{args.device}, {torch.get_num_threads()} thread(s), bs {args.bs}, torch {torch.__version__}\n")
+    print("| arch | size | NCHW img/s | channels_last img/s | speed-up |\n|---|---|---|---|---|")
+    for cfg in args.configs.split(','):
+        arch, size = cfg.split(':'); size = int(size)
+        learn = efficientnet_learner(dls, arch, pretrained=False); learn.unfreeze()
+        ips = {False: [], True: []}
+        for _ in range(args.repeats):
+            for cl in (False, True):
+                learn.model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+                ips[cl].append(args.bs/seconds_per_batch(learn, size, args.bs, train=True, n=args.steps, warmup=1))
+        a, b = statistics.median(ips[False]), statistics.median(ips[True])
+        print(f"| {arch} | {size} | {a:.1f} | {b:.1f} | {b/a:.2f}x |", flush=True)
+
+
+if __name__ == '__main__': main()
