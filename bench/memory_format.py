@@ -1,8 +1,9 @@
 """Train-step img/s of EfficientNets in PyTorch's default (NCHW) memory layout and in channels-last, per image size:
 why `efficientnet_learner` turns channels_last on by default on the CPU as on CUDA.
 
-Each configuration builds the learner with `channels_last=False` and `channels_last=True` (fastai's `ChannelsLast`
-converts the model in `before_fit`; here `.to(memory_format=...)` directly), unfrozen, and times forward, backward
+Each configuration builds one learner with `channels_last=False` (so that `seconds_per_batch` leaves the layout as it
+is), unfrozen, switches its model between the two layouts with `.to(memory_format=...)` (what fastai's `ChannelsLast`
+does in `before_fit`), and times forward, backward
 and an optimizer step on the same random batch after a warm-up, alternating the layouts `--repeats` times so that
 a drifting machine shows in the spread:
 
@@ -32,7 +33,7 @@ def main():
     print("| arch | size | NCHW img/s | channels_last img/s | speed-up |\n|---|---|---|---|---|")
     for cfg in args.configs.split(','):
         arch, size = cfg.split(':'); size = int(size)
-        learn = efficientnet_learner(dls, arch, pretrained=False); learn.unfreeze()
+        learn = efficientnet_learner(dls, arch, pretrained=False, channels_last=False); learn.unfreeze()
         ips = {False: [], True: []}
         for _ in range(args.repeats):
             for cl in (False, True):
