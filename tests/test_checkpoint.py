@@ -25,15 +25,17 @@ def wait_for(proc, word, timeout=60):
 
 # ---------------------------------------------------------------- atomic saves under real faults
 SLOW_WRITER = """
-import sys, time
+import os, sys, time
 from efflearn.atomic import atomic_write
-target = sys.argv[1]
+target,go = sys.argv[1:]
 with atomic_write(target) as tmp:
     with open(tmp, 'wb') as f:
         f.write(b'new, half')
         f.flush()
         print('writing', flush=True)
-        time.sleep(float(sys.argv[2]))
+        for _ in range(3000):  # the second half waits for the test's go-ahead (or 30 s), not for a guessed delay
+            if os.path.exists(go): break
+            time.sleep(0.01)
         f.write(b', then complete')
 print('done', flush=True)
 """
@@ -41,7 +43,7 @@ print('done', flush=True)
 def test_sigkill_mid_save_leaves_the_previous_file(tmp_path):
     target = tmp_path/'best.pth'
     target.write_bytes(b'the previous good file')
-    p = subprocess.Popen([sys.executable, '-c', SLOW_WRITER, str(target), '30'], stdout=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen([sys.executable, '-c', SLOW_WRITER, str(target), str(tmp_path/'never')], stdout=subprocess.PIPE, text=True, env=ENV)
     wait_for(p, 'writing')
     p.kill(); p.wait()
     assert p.returncode == -signal.SIGKILL
@@ -51,9 +53,12 @@ def test_sigkill_mid_save_leaves_the_previous_file(tmp_path):
 def test_double_sigint_mid_save_completes_the_file(tmp_path):
     target = tmp_path/'last.pth'
     target.write_bytes(b'old')
-    p = subprocess.Popen([sys.executable, '-c', SLOW_WRITER, str(target), '0.5'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    go = tmp_path.parent/f'{tmp_path.name}.go'  # outside tmp_path, which must hold only the target at the end
+    p = subprocess.Popen([sys.executable, '-c', SLOW_WRITER, str(target), str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     wait_for(p, 'writing')
+    # both interrupts land while the file is half written, however loaded the machine: the writer goes on only after them
     p.send_signal(signal.SIGINT); time.sleep(0.05); p.send_signal(signal.SIGINT)
+    go.touch()
     out,err = p.communicate(timeout=60)
     assert 'KeyboardInterrupt' in err and 'done' not in out  # the interrupt arrived, once the file was in place
     assert target.read_bytes() == b'new, half, then complete'
