@@ -13,8 +13,9 @@ Both efflearn recipes keep the learner's defaults (channels_last on, also on the
 progressive sizes, each epoch is validated at the size it trained at (`ProgressiveResize(valid='current')`): the
 accuracy at a checkpoint is that of the model as it would predict if training stopped there.
 
-Each recipe plans its epochs to fill `--minutes` from the measured time of a few training batches at each size and
-of validation (all 10,000 test images after every epoch, counted in the budget), then trains; a recipe still
+Each recipe plans its epochs to fill 95% of `--minutes` from the measured time of a few training batches at each size
+and of validation (all 10,000 test images after every epoch, counted in the budget), then trains (efflearn's plans
+its unfrozen epochs when the head phase is over, in the time that phase left); a recipe still
 running when its budget is spent stops there (`Clock` from `fashion_mnist.py`). Reports the test accuracy reached by
 each checkpoint (`--checkpoints`, evenly spaced over the budget) in a table, and accuracy against time in a plot
 (`--plot`). Run it on an idle machine:
@@ -22,7 +23,7 @@ each checkpoint (`--checkpoints`, evenly spaced over the budget) in a table, and
     OMP_NUM_THREADS=2 python bench/fashion_mnist_budget.py --minutes 20 --plot fmnist_budget.png --json fmnist_budget.json
     OMP_NUM_THREADS=1 python bench/fashion_mnist_budget.py --minutes 1 --n-train 2000 --n-test 1000   # a dry run
 """
-import argparse, json, math, statistics, sys, time, warnings
+import argparse, copy, json, math, statistics, sys, time, warnings
 from pathlib import Path
 import torch
 warnings.filterwarnings('ignore')
@@ -36,19 +37,26 @@ from efflearn.data.datasets import FASHION_MNIST_DIR, FASHION_MNIST_CLASSES
 from efflearn.data.memory import fashion_mnist_tensors, memory_dataloaders
 from efflearn.learner import efficientnet_learner
 from efflearn.callback.resize import ProgressiveResize
+from efflearn.callback.batchnorm import FreezeBN
 from efflearn.test_utils import sync
 sys.path.insert(0, str(Path(__file__).parent))
 from fashion_mnist import Clock, stage_epochs  # the budget clock and the epochs-per-size split of the time-to-accuracy bench
 
 
 def seconds_per_batch(learn, size:int, bs:int, train:bool, n:int=5, warmup:int=2)->float:
-    "Median wall seconds of one batch of `learn.model` at `size` px (forward, and backward and step when `train`), after `warmup` batches"
+    "Median wall seconds of one batch of `learn.model` at `size` px (forward, and backward and step when `train`), after `warmup` batches; the model comes back as it was"
     model,dev = learn.model,next(learn.model.parameters()).device
+    # in training mode BatchNorm's running statistics follow these random batches: 21 of them replaced a pretrained
+    # body's ImageNet statistics with noise's, and the frozen features the head then trained on (0.45 against 0.82)
+    saved,grads = copy.deepcopy(model.state_dict()),[(p, p.requires_grad) for p in model.parameters()]
     if any(isinstance(cb, ChannelsLast) for cb in learn.cbs): model.to(memory_format=torch.channels_last)  # as the fit will
     x = torch.randn(bs, learn.dls.one_batch()[0].shape[1], size, size, device=dev)
     y = torch.randint(0, learn.dls.c, (bs,), device=dev)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.)
     model.train(train)
+    if train:  # BatchNorm as the fit will run it: `FreezeBN` keeps frozen statistics in eval mode, which is much cheaper
+        if learn.opt is None: learn.create_opt()
+        for cb in learn.cbs.filter(lambda cb: isinstance(cb, FreezeBN)): cb.before_train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.)
     times = []
     for i in range(warmup+n):
         sync(dev); t = time.perf_counter()
@@ -56,20 +64,25 @@ def seconds_per_batch(learn, size:int, bs:int, train:bool, n:int=5, warmup:int=2
             loss = learn.loss_func(model(x), y)
             if train: loss.backward(); opt.step(); opt.zero_grad()
         sync(dev); times.append(time.perf_counter() - t)
-    model.train()
+    model.train(); model.load_state_dict(saved)
+    for p,g in grads: p.requires_grad_(g)
     return statistics.median(times[warmup:])
 
 
-def plan(learn, sizes, budget:float, n_train:int, n_valid:int, bs:int)->tuple[int, list, list]:
-    "The most epochs whose training and validation fit in `budget` seconds: (epochs, the sizes they reach, epochs per size but the last)"
-    valid = math.ceil(n_valid/(2*bs))*seconds_per_batch(learn, sizes[-1], 2*bs, train=False)
-    per = {s: n_train//bs*seconds_per_batch(learn, s, bs, train=True) for s in sizes}
-    best = (1, sizes[-1:], [])
+def epoch_costs(learn, sizes, n_train:int, n_valid:int, bs:int)->dict:
+    "Measured seconds of one training epoch at each size, and of one validation (key 'valid', at the last size)"
+    return {'valid': math.ceil(n_valid/(2*bs))*seconds_per_batch(learn, sizes[-1], 2*bs, train=False),
+            **{s: n_train//bs*seconds_per_batch(learn, s, bs, train=True) for s in sizes}}
+
+
+def plan(costs:dict, sizes, budget:float, fill:float=0.95)->tuple[int, list, list]:
+    "The most epochs whose training and validation fit in `fill` of `budget` seconds: (epochs, the sizes they reach, epochs per size but the last)"
+    best = (1, sizes[-1:], [])  # `fill`: a few batches time an epoch to a few %, and a run cut mid-epoch wastes that epoch
     for n in range(1, 1000):
         used = sizes if n >= len(sizes) else sizes[-n:]  # too few epochs for every size: the largest ones
         split = stage_epochs(used, n) if len(used) > 1 else []
-        cost = sum(e*per[s] for e,s in zip(split + [n - sum(split)], used)) + n*valid
-        if cost > budget: break
+        cost = sum(e*costs[s] for e,s in zip(split + [n - sum(split)], used)) + n*costs['valid']
+        if cost > fill*budget: break
         best = (n, used, split)
     return best
 
@@ -81,7 +94,7 @@ def loaders(data, args, size:int, flip:bool):
 def fastai_recipe(data, args, clock):
     learn = vision_learner(loaders(data, args, args.fastai_size, flip=False), efficientnet_b0, pretrained=False, n_in=1, metrics=accuracy)
     learn.fixed_size = args.fastai_size
-    n,_,_ = plan(learn, [args.fastai_size], args.budget, len(data[0]), len(data[2]), args.bs)
+    n,_,_ = plan(epoch_costs(learn, [args.fastai_size], len(data[0]), len(data[2]), args.bs), [args.fastai_size], args.budget)
     return learn, [lambda: learn.fit_one_cycle(n, cbs=clock)], f"vision_learner(efficientnet_b0), fit_one_cycle({n}) at {args.fastai_size} px"
 
 
@@ -91,27 +104,28 @@ def efflearn_recipe(data, args, clock):
     learn = efficientnet_learner(loaders(data, args, head_size, flip=True), 'lite0', precompute=True, metrics=accuracy,
                                  freeze_bn=args.freeze_bn)
     learn.fixed_size = head_size
-    n_items = len(data[0]) + len(data[2])
-    t_acts = n_items/(2*args.bs)*seconds_per_batch(learn, head_size, 2*args.bs, train=False)  # one pass computes the activations
     learn.unfreeze()  # to time the phase that follows
-    n,used,split = plan(learn, sizes, args.budget - t_acts, len(data[0]), len(data[2]), args.bs)
+    costs = epoch_costs(learn, sizes, len(data[0]), len(data[2]), args.bs)
     learn.freeze()
-    resize = [ProgressiveResize(used, epochs=split, valid='current')] if len(used) > 1 else []
     def head(): learn.fit_one_cycle(args.head_epochs, args.head_lr, cbs=clock)
     def body():
+        # planned when the head phase is over, in the time it left: its epochs and activations took what they took
+        n,used,split = plan(costs, sizes, args.budget - clock.now())
+        resize = [ProgressiveResize(used, epochs=split, valid='current')] if len(used) > 1 else []
+        print(f"  then fit_one_cycle({n}) of all at slice({args.lr/100:g}, {args.lr:g}), sizes {used} for "
+              f"{split + [n - sum(split)]} epochs, flips", flush=True)
         learn.dls = loaders(data, args, sizes[-1], flip=True)  # the course's way to change size; the learner keeps its Normalize
         learn.unfreeze()  # which turns precompute off: full forward passes, flips on
         learn.fit_one_cycle(n, slice(args.lr/100, args.lr), cbs=[clock, *resize])
     return learn, [head, body], (f"pretrained Lite0: {args.head_epochs} head epochs on precomputed activations at {head_size} px "
-                                 f"(lr {args.head_lr:g}), then fit_one_cycle({n}) of all at slice({args.lr/100:g}, {args.lr:g}), "
-                                 f"sizes {used} for {split + [n - sum(split)]} epochs, flips")
+                                 f"(lr {args.head_lr:g}), then all of it with per-stage LRs through sizes {sizes} for the time left")
 
 
 def scratch_recipe(data, args, clock):
     sizes = args.size_list
     learn = efficientnet_learner(loaders(data, args, sizes[-1], flip=True), 'lite0', pretrained=False, metrics=accuracy)
     learn.fixed_size = sizes[-1]
-    n,used,split = plan(learn, sizes, args.budget, len(data[0]), len(data[2]), args.bs)
+    n,used,split = plan(epoch_costs(learn, sizes, len(data[0]), len(data[2]), args.bs), sizes, args.budget)
     resize = [ProgressiveResize(used, epochs=split, valid='current')] if len(used) > 1 else []
     return learn, [lambda: learn.fit_one_cycle(n, args.scratch_lr, cbs=[clock, *resize])], \
         f"Lite0 from scratch: fit_one_cycle({n}) at {args.scratch_lr:g}, sizes {used} for {split + [n - sum(split)]} epochs, flips"

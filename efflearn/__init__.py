@@ -8,7 +8,7 @@ Modules:
 - `efflearn.callback.ema`: An exponential moving average of the weights that survives `fine_tune`'s freeze -> unfreeze boundary, validates when asked, and goes into the model when you say so.
 - `efflearn.callback.fine_tune`: fastai's `fine_tune`, with its two phases seen as one plan by the callbacks, and optional unfreezing by whole stages.
 - `efflearn.callback.guards`: Warn (or stop) when the training loss says the learning rate is too high, and stop at the first NaN or infinite loss before it reaches the weights or overwrites the last good saved model.
-- `efflearn.callback.lr_find`: `lr_find` swept the way the next fit trains: with the body (partly) unfrozen, every parameter group at its share of the head's LR, as `fine_tune` spreads them; it suggests the slice.
+- `efflearn.callback.lr_find`: `lr_find` swept the way the next fit trains: with the body (partly) unfrozen, every parameter group at its share of the head's LR, as `fine_tune` spreads them; it suggests the slice, at the edge where the loss starts to rise.
 - `efflearn.callback.plan`: Where a fit stands in the whole training plan, so that callbacks spanning `fine_tune`'s two phases continue instead of starting over.
 - `efflearn.callback.precompute`: While the body is frozen, train the head on the body's activations, computed once per image: the fastai course's `precompute=True`, for the head-only phase of fine-tuning.
 - `efflearn.callback.resize`: Train at small image sizes first and finish at full size; validate, predict and export at the final size.

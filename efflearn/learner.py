@@ -10,7 +10,7 @@ guards (`guards='warn'`), the channels-last memory layout, and on CUDA bfloat16 
 the optimizer is `FusedAdam`, and `torch_compile=True` adds `CompileModel`. It returns an `EfficientNetLearner`, a
 `Learner` subclass whose `fine_tune` (both phases one plan; `unfreeze_every` for gradual unfreezing), `fit_sgdr`
 (any `cycle_mult`, warmup, snapshots), `snapshot_preds` and `lr_find` (with the body unfrozen, swept with
-`fine_tune`'s LR spread) are efflearn's, and which keeps its normalisation when given new loaders
+`fine_tune`'s LR spread, suggesting where the loss starts to rise) are efflearn's, and which keeps its normalisation when given new loaders
 (`learn.dls = new_dls`). `precompute=True` trains the head on activations computed once while the body is frozen
 (`PrecomputeActivations`; `learn.precompute` switches it), and `freeze_bn_affine=True` is Keras's frozen BatchNorm. fastai's own `Learner` is left
 unchanged; the same improvements work on any learner as `fine_tune_one_plan(learn, ...)` and

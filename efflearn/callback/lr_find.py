@@ -1,11 +1,12 @@
 """`lr_find` swept the way the next fit trains: with the body (partly) unfrozen, every parameter group at its share of
-the head's LR, as `fine_tune` spreads them; it suggests the slice.
+the head's LR, as `fine_tune` spreads them; it suggests the slice, at the edge where the loss starts to rise.
 
 `lr_find_spread(learn)` is fastai's `lr_find` while the body is frozen. Once a pretrained learner's body is (partly)
 unfrozen it sweeps the head's LR from `start_lr` to `end_lr` with every other group's LR held at the fraction of it
 that `fine_tune`'s unfrozen phase gives it (`unfrozen_lrs`: from 1/`lr_mult` for the stem up to 1 for the head,
 log-spaced, as fastai spreads a `slice`), plots the loss against the head's LR, and suggests slices
-(`slice(lr/lr_mult, lr)`) to pass to `fit_one_cycle`/`fit_sgdr`. It is the `lr_find` method of `EfficientNetLearner`;
+(`slice(lr/lr_mult, lr)`) to pass to `fit_one_cycle`/`fit_sgdr`: `edge` first, the last LR before the loss rises
+for good, then fastai's `valley`. It is the `lr_find` method of `EfficientNetLearner`;
 `SpreadLRs` is the callback that spreads the LRs in the sweep.
 
 Docs: https://efflearn.github.io/efflearn/callback.lr_find.html.md"""
@@ -26,7 +27,8 @@ from .fine_tune import unfrozen_lrs
 from ..distributed import all_mean, is_distributed
 
 # %% auto #0
-__all__ = ['LR_MULT', 'group_lr_ratios', 'SpreadLRs', 'spread_lr_mult', 'lr_find_spread']
+__all__ = ['LR_MULT', 'UNFROZEN_SUGGESTIONS', 'FROZEN_SUGGESTIONS', 'group_lr_ratios', 'SpreadLRs', 'edge', 'spread_lr_mult',
+           'lr_find_spread']
 
 # %% ../../nbs/15c_callback.lr_find.ipynb #3bd1960f
 LR_MULT = inspect.signature(unfrozen_lrs).parameters['lr_mult'].default  # `fine_tune`'s head LR / first group's LR
@@ -45,6 +47,26 @@ class SpreadLRs(Callback):
     order,run_valid = ParamScheduler.order+1,False  # `before_batch`: after `LRFinder`, a `ParamScheduler`, set the LRs
     def __init__(self, ratios): self.ratios = np.asarray(ratios, dtype=float) # each group's LR / the head's
     def before_batch(self): self.opt.set_hyper('lr', self.opt.hypers[-1]['lr']*self.ratios)
+
+# %% ../../nbs/15c_callback.lr_find.ipynb #9652a9bf
+def edge(lrs,            # the sweep's LRs, as fastai passes them to a suggestion function
+         losses,         # its smoothed losses, one per LR
+         num_it:int,     # batches in the sweep (fastai passes it; unused)
+         tol:float=0.05, # a rise above the lowest loss so far by less than this fraction of it is noise
+        ):
+    "Suggests the LR at the edge of the flat stretch: the last before the loss rises above its lowest so far for good"
+    losses = np.asarray(losses, dtype=float)
+    above = losses > np.minimum.accumulate(losses)*(1+tol)
+    for_good = np.logical_and.accumulate(above[::-1])[::-1]  # this point and every later one above
+    idx = max(int(np.argmax(for_good))-1, 0) if for_good.any() else len(losses)-1
+    return float(lrs[idx]), (float(lrs[idx]), float(losses[idx]))
+
+# After unfreezing, the head is trained and the sweep's loss stays flat over decades of LR before it rises. `valley`
+# picks a point of that flat stretch from the noise (20-70x below `edge`), `minimum` and `steep` too; `slide` once landed
+# past the rise (diverged); `edge` takes where it ends (bench/lr_suggestion.py --case unfrozen, in bench/RESULTS.md)
+UNFROZEN_SUGGESTIONS = (edge, SuggestionMethod.Valley)
+FROZEN_SUGGESTIONS = (SuggestionMethod.Valley,)  # fastai's default; passed as is (not a copy), it means these or the above
+
 
 # %% ../../nbs/15c_callback.lr_find.ipynb #c4d9e5db
 def spread_lr_mult(learn:Learner,            # the learner `lr_find` runs on
@@ -89,10 +111,11 @@ def lr_find_spread(learn:Learner,         # the learner to sweep (its weights co
                    num_it:int=100,        # batches in the sweep
                    stop_div:bool=True,    # stop when the loss diverges
                    show_plot:bool=True,   # plot the loss against the head's LR
-                   suggest_funcs=(SuggestionMethod.Valley,), # fastai's suggestion functions
+                   suggest_funcs=FROZEN_SUGGESTIONS, # fastai's suggestion functions (None: none); by default `edge` first when unfrozen
                    lr_mult:float|None=None): # head LR / first group's LR; default `fine_tune`'s for a pretrained learner; 1: fastai's sweep
     "fastai's `lr_find`; with the body (partly) unfrozen, swept with `fine_tune`'s LR spread, suggesting `slice(lr/lr_mult, lr)`"
     mult = spread_lr_mult(learn, lr_mult)
+    if mult is not None and suggest_funcs is FROZEN_SUGGESTIONS: suggest_funcs = UNFROZEN_SUGGESTIONS  # the default, unfrozen
     args = dict(start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div, show_plot=show_plot, suggest_funcs=suggest_funcs)
     if mult is None:
         with _restored_everywhere(learn): return Learner.lr_find(learn, **args)
@@ -101,4 +124,4 @@ def lr_find_spread(learn:Learner,         # the learner to sweep (its weights co
     if show_plot:
         import matplotlib.pyplot as plt  # fastai has imported it to plot
         plt.gca().set_xlabel(f"Learning rate of the head (the stem's is 1/{mult:g} of it, log-spaced in between)")
-    return None if res is None else type(res)(*(slice(float(lr)*ratios[0], float(lr)) for lr in res))
+    return None if res is None else type(res)(*(slice(float(lr*ratios[0]), float(lr)) for lr in res))
