@@ -17,9 +17,8 @@ same starting weights), and writes them to JSON.
 """
 import argparse, json, tempfile, time, warnings
 warnings.filterwarnings('ignore', category=FutureWarning)
-from efflearn.all import *  # fastai.vision.all (lr_find suggestions, Path) and efflearn
+from efflearn.all import *  # fastai.vision.all (lr_find suggestions, Path) and efflearn (`edge` too)
 from efflearn.data.folder import check_image_folder, folder_dataloaders
-from efflearn.callback.lr_find import edge
 
 SUGGESTIONS = (valley, slide, minimum, steep, edge)  # fastai's four and efflearn's `edge`
 
