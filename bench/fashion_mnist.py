@@ -77,6 +77,7 @@ class Clock(Callback):
     def after_batch(self):  # no sync: the Recorder has just copied the loss to the CPU, which waits for the step
         if self.training and time.perf_counter() - self.t0 > self.budget: self.cut = self.mid_epoch = True; raise CancelFitException
 
+    def before_epoch(self): self._te = self.now()
     def before_validate(self): self._tv = self.now()
     def after_validate(self): self.valid_s += self.now() - self._tv
 
@@ -86,7 +87,7 @@ class Clock(Callback):
         acc = float(self.recorder.values[-1][names.index('accuracy')])
         pr = getattr(self.learn, 'progressive_resize', None)
         size = pr.sizes_seen[-1] if pr is not None and getattr(pr, 'sizes_seen', None) else self.learn.fixed_size
-        row = dict(epoch=len(self.rows)+1, size=size, wall_s=round(t, 2), train_s=round(t - self.valid_s, 2), accuracy=round(acc, 4),
+        row = dict(epoch=len(self.rows)+1, size=size, wall_s=round(t, 2), train_s=round(t - self.valid_s, 2), epoch_s=round(t - self._te, 2), accuracy=round(acc, 4),
                    within_budget=t <= self.budget)
         self.rows.append(row)
         if self.log: self.log(row)

@@ -20,6 +20,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fashion_mnist_budget import seconds_per_batch  # wall seconds of one training batch, synchronised
 
 
+def switched_img_s(learn, size:int, bs:int, switch, repeats:int, steps:int)->tuple[float,float]:
+    "Median train-step img/s of `learn.model` with `switch(model, False)` and `switch(model, True)`, alternated `repeats` times"
+    ips = {False: [], True: []}
+    for _ in range(repeats):
+        for on in (False, True):
+            switch(learn.model, on)
+            ips[on].append(bs/seconds_per_batch(learn, size, bs, train=True, n=steps, warmup=1))
+    return statistics.median(ips[False]),statistics.median(ips[True])
+
+
+def random_dataloaders(bs:int, channels:int, device):
+    x = torch.randint(0, 256, (2*bs, channels, 32, 32), dtype=torch.uint8); y = torch.randint(0, 10, (2*bs,))
+    return memory_dataloaders(x, y, x, y, vocab=[str(i) for i in range(10)], size=32, bs=bs, device=device)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--configs', default='lite0:32,lite0:64,b0:128,b0:224', help="arch:size, comma-separated")
@@ -27,19 +42,14 @@ def main():
     p.add_argument('--repeats', type=int, default=2); p.add_argument('--steps', type=int, default=2)
     p.add_argument('--device', default='cpu')
     args = p.parse_args()
-    x = torch.randint(0, 256, (2*args.bs, args.channels, 32, 32), dtype=torch.uint8); y = torch.randint(0, 10, (2*args.bs,))
-    dls = memory_dataloaders(x, y, x, y, vocab=[str(i) for i in range(10)], size=32, bs=args.bs, device=args.device)
+    dls = random_dataloaders(args.bs, args.channels, args.device)
     print(f"{args.device}, {torch.get_num_threads()} thread(s), bs {args.bs}, torch {torch.__version__}\n")
     print("| arch | size | NCHW img/s | channels_last img/s | speed-up |\n|---|---|---|---|---|")
+    layout = lambda model, cl: model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
     for cfg in args.configs.split(','):
         arch, size = cfg.split(':'); size = int(size)
         learn = efficientnet_learner(dls, arch, pretrained=False, channels_last=False); learn.unfreeze()
-        ips = {False: [], True: []}
-        for _ in range(args.repeats):
-            for cl in (False, True):
-                learn.model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-                ips[cl].append(args.bs/seconds_per_batch(learn, size, args.bs, train=True, n=args.steps, warmup=1))
-        a, b = statistics.median(ips[False]), statistics.median(ips[True])
+        a, b = switched_img_s(learn, size, args.bs, layout, args.repeats, args.steps)
         print(f"| {arch} | {size} | {a:.1f} | {b:.1f} | {b/a:.2f}x |", flush=True)
 
 

@@ -25,8 +25,11 @@ def wait_for(proc, word, timeout=60):
 
 # ---------------------------------------------------------------- atomic saves under real faults
 SLOW_WRITER = """
-import os, sys, time
+import os, signal, sys, time
 from efflearn.atomic import atomic_write
+# Ctrl-C as in a terminal: a shell script's background job (`pytest ... &`) starts with SIGINT ignored, and its
+# children inherit that; the test failed so when the suite was launched that way
+signal.signal(signal.SIGINT, signal.default_int_handler)
 target,go = sys.argv[1:]
 with atomic_write(target) as tmp:
     with open(tmp, 'wb') as f:

@@ -5,7 +5,7 @@ import json, os, subprocess, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ['env', 'test_cuda', 'train_step', 'input_pipeline', 'fashion_mnist', 'callback_overhead', 'ddp', 'compile']
+STEPS = ['env', 'test_cuda', 'train_step', 'input_pipeline', 'fashion_mnist', 'callback_overhead', 'ddp', 'small_input_convs', 'compile']
 
 def test_dry_run(tmp_path):
     out = tmp_path/'out'
@@ -31,7 +31,8 @@ def test_dry_run(tmp_path):
 
     md = (out/'results.md').read_text()
     for heading in ['# GPU suite results (DRY RUN)', '## Goals (issue 17)', '## Steps', '## tests/test_cuda.py', '## Train step',
-                    '## torch.compile', '## Input pipeline', '## Callback overhead', '## DDP, one process on gloo']:
+                    '## torch.compile', '## Input pipeline', '## Callback overhead', '## DDP, one process on gloo',
+                    '## Cropped kernels on small inputs']:
         assert heading in md, heading
     assert ('## Fashion-MNIST' in md) != no_fashion
     for goal in ["hand-written loop's img/s, B0 224", "fastai vision_learner defaults", "64 px >= 6x", "input pipeline",

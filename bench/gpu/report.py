@@ -108,6 +108,15 @@ def ddp_section(out):
     return (f"## DDP, one process on {d['backend']} (bench/gpu/ddp.py), B0 {a['size']} px, bs {a['bs']}\n\n"
             + table(['way', 'img/s', 'vs single', 'DDP', 'SyncBatchNorm layers', 'outcome'], rows))
 
+def small_input_section(out):
+    d = load(out, 'small_input_convs')
+    if not d: return None
+    rows = [(r['arch'], r['size'], r['bs'], f1(r['plain_img_s']), f1(r['cropped_img_s']), f"{r['speedup']:.2f}x") for r in d['rows']]
+    return ("## Cropped kernels on small inputs (bench/small_input_convs.py)\n\nTrain-step img/s with `crop_kernel` off (plain "
+            "convolutions over the padding) and on (efflearn's default: only the kernel taps that reach a feature map smaller than "
+            "the kernel); at 224 px nothing is cropped.\n\n"
+            + table(['arch', 'size', 'bs', 'plain img/s', 'cropped img/s', 'speed-up'], rows))
+
 def tests_section(out):
     try: root = ET.parse(out/'test_cuda.xml').getroot()
     except (OSError, ET.ParseError): return None
@@ -131,8 +140,8 @@ def write(out):
                   [(s['name'], s['status'] + (f" ({s['why']})" if s.get('why') else ''), s.get('seconds', '-'), s.get('cpu_s', '-'),
                     s['est_s'], s['what'])
                    for s in st.get('steps', [])])
-    parts = [head, goals(out, dry), "## Steps\n\n" + steps, tests_section(out), train_step_section(out), compile_section(out),
-             input_section(out), fashion_section(out), overhead_section(out), ddp_section(out)]
+    parts = [head, goals(out, dry), "## Steps\n\n" + steps, tests_section(out), train_step_section(out), small_input_section(out),
+             compile_section(out), input_section(out), fashion_section(out), overhead_section(out), ddp_section(out)]
     (out/'results.md').write_text('\n\n'.join(p for p in parts if p) + '\n')
 
 if __name__ == '__main__': write(sys.argv[1])

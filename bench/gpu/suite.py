@@ -27,7 +27,7 @@ print(env); json.dump(env, open(sys.argv[1], 'w'), indent=1)"""
 
 def steps(out:Path, dry:bool):
     """(name, what it measures, estimated seconds on an H200, timeout, command): most important first, compile last.
-    The GPU sizes are chosen so that the estimates add up to 7.5 minutes; --dry-run: CPU, tiny sizes, same steps"""
+    The GPU sizes are chosen so that the estimates add up to 8 minutes; --dry-run: CPU, tiny sizes, same steps"""
     j = lambda name: str(out/f'{name}.json')
     dev = ['--device', 'cpu' if dry else 'cuda']
     S = lambda gpu, cpu: cpu if dry else gpu
@@ -55,6 +55,10 @@ def steps(out:Path, dry:bool):
         ('ddp', "DDP, one process on NCCL (torchrun): img/s without DDP, with DDP + SyncBatchNorm, and fastai's distrib_ctx", 30, 90,
          [PY, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=1', 'bench/gpu/ddp.py', '--json', j('ddp'),
           *S([], ['--dry-run'])]),
+        ('small_input_convs', "train-step img/s with SmallInputConv2d's cropped kernels off and on (the default), B0 at 64-224 px", 25, 80,
+         [PY, 'bench/small_input_convs.py', *dev, '--json', j('small_input_convs'),
+          *S(['--configs', 'b0:64,b0:128,b0:224', '--bs', '256', '--steps', '10', '--repeats', '2'],
+             ['--configs', 'lite0:32', '--bs', '2', '--steps', '1', '--repeats', '1'])]),
         ('compile', "torch.compile (CompileModel, inductor) of B0 at 224: compile seconds, eager vs compiled img/s", 110, 200,
          [PY, 'bench/compile_sizes.py', *dev, '--json', j('compile'),
           *S(['--sizes', '224', '--bs', '128', '--steps', '8', '--valid-batches', '1', '--rounds', '2', '--round-steps', '2'],
