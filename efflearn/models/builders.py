@@ -78,6 +78,12 @@ def _replace_modules(model:nn.Module, pred, make):
         for name,child in parent.named_children():
             if pred(child): setattr(parent, name, make(child))
 
+def _recast(c:nn.Conv2d, cls:type, padding)->nn.Conv2d:
+    "`c` as a `cls` convolution with `padding`, sharing its parameters (same tensors, same state-dict keys)"
+    res = cls(c.in_channels, c.out_channels, c.kernel_size, c.stride, padding, c.dilation, c.groups, c.bias is not None)
+    res.weight,res.bias = c.weight,c.bias
+    return res
+
 class SmallInputConv2d(nn.Conv2d):
     "`nn.Conv2d` that, on an input smaller than its kernel, convolves only the kernel taps that reach the input"
     crop_kernel = True  # False: always `nn.Conv2d`'s convolution (to compare)
@@ -88,26 +94,16 @@ class SmallInputConv2d(nn.Conv2d):
 def use_small_input_convs(model:nn.Module, # changed in place
                          )->nn.Module:
     "Make every zero-padded `nn.Conv2d` of `model` with a kernel larger than 1x1 a `SmallInputConv2d` (in place; the parameters are kept)"
-    def small(c):
-        res = SmallInputConv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups, c.bias is not None)
-        res.weight,res.bias = c.weight,c.bias
-        return res
     _replace_modules(model, lambda m: type(m) is nn.Conv2d and max(m.kernel_size) > 1 and m.padding_mode == 'zeros'
-                     and not isinstance(m.padding, str), small)
+                     and not isinstance(m.padding, str), lambda c: _recast(c, SmallInputConv2d, c.padding))
     return model
 
 # %% ../../nbs/01_models.builders.ipynb #4a2ed455
-def _same_conv(c:nn.Conv2d)->Conv2dSame:
-    res = Conv2dSame(c.in_channels, c.out_channels, c.kernel_size, c.stride, padding=0, dilation=c.dilation,
-                     groups=c.groups, bias=c.bias is not None)
-    res.weight = c.weight
-    if c.bias is not None: res.bias = c.bias
-    return res
-
 def use_tf_padding(model:nn.Module, # a torchvision EfficientNet (or any model), changed in place
                   )->nn.Module:
     "Give every strided convolution of `model` TensorFlow's 'SAME' padding (in place; the parameters are kept)"
-    _replace_modules(model, lambda m: type(m) in (nn.Conv2d, SmallInputConv2d) and max(m.stride) > 1, _same_conv)
+    _replace_modules(model, lambda m: type(m) in (nn.Conv2d, SmallInputConv2d) and max(m.stride) > 1,
+                     lambda c: _recast(c, Conv2dSame, 0))
     return model
 
 def set_bn_eps(model:nn.Module, # changed in place
