@@ -174,6 +174,20 @@ def test_pretrained_without_frozen_epochs(flat, tmp_path):
     assert 'fine_tune, 1 epoch |' in r.stdout.splitlines()[0]
 
 
+def test_label_smoothing(flat, tmp_path, capsys):
+    "--label-smoothing 0.1: fastai's LabelSmoothingCrossEntropyFlat is the loss, the summary says so, metrics.json keeps it, predict reads the model"
+    from fastai.losses import LabelSmoothingCrossEntropyFlat
+    from efflearn.cli import train
+    out = tmp_path/'smooth'
+    learn = train(flat, pretrained=False, epochs=1, lr=1e-2, sizes=(32,), bs=16, label_smoothing=0.1, out=out, device='cpu')
+    assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat) and learn.loss_func.func.eps == 0.1
+    assert 'from scratch, label smoothing 0.1 |' in capsys.readouterr().out.splitlines()[0]
+    m = metrics(out)
+    assert m['label_smoothing'] == 0.1 and len(m['rows']) == 1
+    p = run('predict', out, next((flat/'0').iterdir()), '--no-csv')
+    assert p.returncode == 0, p.stderr
+
+
 def test_valid_size_current(flat, tmp_path):
     "--valid-size current: each epoch validates at the size it trained at (ProgressiveResize(valid='current'))"
     out = tmp_path/'current'
@@ -282,6 +296,8 @@ def test_bad_folders(case, digits, tmp_path, in_process):
     (['--device', 'cuda:9'], ['--device cuda:9: no such CUDA device']),
     (['--bs', '500'], ['--bs 500: more than the 96 training images, so not one whole batch per epoch; use --bs 96 or less']),
     (['--epochs', '4', '--schedule', 'sgdr'], ['--epochs 4 does not fill whole SGDR cycles', 'use --epochs 3 or 7']),
+    (['--label-smoothing', '1.5'], ['--label-smoothing 1.5: use 0 (plain cross-entropy) or a fraction below 1, e.g. 0.1']),
+    (['--label-smoothing', '-0.1'], ['--label-smoothing -0.1: not a number >= 0']),
 ])
 def test_bad_options(args, fragments, flat, in_process):
     "Each error names the option as it was typed"
