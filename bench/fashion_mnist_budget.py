@@ -66,7 +66,7 @@ class BatchTimer(Callback):
         return statistics.median(times[self.warmup:] or times)  # a loader shorter than the warmup: all its batches
 
 
-def seconds_per_batch(learn, dls=None, n:int=6, warmup:int=2)->tuple[float, float]:
+def fit_seconds_per_batch(learn, dls=None, n:int=6, warmup:int=2)->tuple[float, float]:
     """Median wall seconds of a training batch and of a validation batch of `dls` (default `learn.dls`) in `learn`'s own
     fit, with its callbacks, optimizer and BatchNorm mode; the model, optimizer and loaders come back as they were"""
     # timing the model alone on random batches left out the fit's own costs (Adam's step, loading, flips, callbacks):
@@ -89,7 +89,7 @@ def epoch_costs(learn, sizes, n_train:int, n_valid:int, bs:int, loaders_at)->dic
     "Measured seconds of one training epoch at each size, and of one validation (key 'valid', at the last size); `loaders_at(size)` gives the loaders"
     res = {}
     for s in sizes:
-        train_s,valid_s = seconds_per_batch(learn, loaders_at(s))
+        train_s,valid_s = fit_seconds_per_batch(learn, loaders_at(s))
         res[s] = n_train//bs*train_s
     return {'valid': math.ceil(n_valid/(2*bs))*valid_s, **res}
 
