@@ -70,7 +70,7 @@ def fit_seconds_per_batch(learn, dls=None, n:int=6, warmup:int=2)->tuple[float, 
     """Median wall seconds of a training batch and of a validation batch of `dls` (default `learn.dls`) in `learn`'s own
     fit, with its callbacks, optimizer and BatchNorm mode; the model, optimizer and loaders come back as they were"""
     # timing the model alone on random batches left out the fit's own costs (Adam's step, loading, flips, callbacks):
-    # 200-207 s estimated per 48 px epoch against 256 s measured, a plan whose last epoch the budget would have cut
+    # 200-207 s estimated per 48 px epoch against 268 s measured, a plan whose last epoch the budget would have cut
     model,opt,old_dls = learn.model,learn.opt,learn.dls
     saved,saved_opt = copy.deepcopy(model.state_dict()),(copy.deepcopy(opt.state_dict()) if opt is not None else None)
     timer = BatchTimer(n, warmup, next(model.parameters()).device)
