@@ -62,9 +62,9 @@ THRESHOLDS = (0.93, 0.94)
 class Clock(Callback):
     "Wall time and test accuracy after every epoch, across the fits of a run; ends the run when the budget is spent"
     order = Recorder.order + 1  # `after_epoch` after the Recorder has written the epoch's metrics
-    def __init__(self, budget, device, log=None):
-        self.budget,self.device,self.log = budget,device,log
-        self.rows,self.t0,self.valid_s,self.cut,self.mid_epoch = [],None,0.,False,False
+    def __init__(self, budget, device, log=None, t0=None): # t0: the `time.perf_counter()` the budget counts from; default the first fit's start
+        self.budget,self.device,self.log,self.t0 = budget,device,log,t0
+        self.rows,self.valid_s,self.cut,self.mid_epoch = [],0.,False,False
 
     def now(self):
         sync(self.device)

@@ -175,8 +175,8 @@ def run(name, data, args):
     set_seed(args.seed)
     t = time.perf_counter()
     clock = Clock(args.budget, args.device, log=lambda r: print(f"  epoch {r['epoch']:>2} at {r['size']:>3} px: accuracy "
-                                                                  f"{r['accuracy']:.4f} at {r['wall_s']:7.1f} s", flush=True))
-    clock.t0 = t  # the budget counts setting up and timing too
+                                                                  f"{r['accuracy']:.4f} at {r['wall_s']:7.1f} s", flush=True),
+                  t0=t)  # the budget counts setting up and timing too
     learn, fits, top_up_lr, desc = RECIPES[name](data, args, clock)
     setup_s = time.perf_counter() - t
     print(f"{name}: {desc} (set up and planned in {setup_s:.1f} s)", flush=True)

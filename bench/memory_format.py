@@ -46,7 +46,6 @@ def seconds_per_batch(learn, size:int, bs:int, train:bool, n:int=5, warmup:int=2
     return statistics.median(times[warmup:])
 
 
-
 def switched_img_s(learn, size:int, bs:int, switch, repeats:int, steps:int)->tuple[float,float]:
     "Median train-step img/s of `learn.model` with `switch(model, False)` and `switch(model, True)`, alternated `repeats` times"
     ips = {False: [], True: []}
